@@ -1,0 +1,47 @@
+# Switchboard — run `make help` for the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export SWITCHBOARD_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo serve ingest test test-fast lint format clean
+
+help: ## Show this help
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install Switchboard with its dev tools
+
+ingest: $(STAMP) ## Index the bundled demo help center (demo/kb)
+	$(BIN)/switchboard kb ingest demo/kb
+
+demo: ingest ## Install, index the demo help center and serve it on http://127.0.0.1:8000
+	$(BIN)/switchboard serve
+
+serve: $(STAMP) ## Serve with the current settings (no ingest)
+	$(BIN)/switchboard serve
+
+test: $(STAMP) ## Run the whole test suite (needs Redis on 127.0.0.1:6379)
+	$(BIN)/pytest
+
+test-fast: $(STAMP) ## Unit tests only
+	$(BIN)/pytest tests/unit
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP) ## Format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## Remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

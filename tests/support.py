@@ -1,0 +1,117 @@
+"""Test helpers shared by the suites: a live uvicorn server on a free port, a tiny model."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+
+
+class LiveServer:
+    """A real uvicorn server on 127.0.0.1 and a free port, in a background thread."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                     lifespan="on", ws_ping_interval=None)
+        self.server = uvicorn.Server(self.config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self.server.serve())
+        except BaseException as exc:  # reported to the test thread by start()
+            self.error = exc
+
+    def start(self, timeout: float = 300) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError(f"server failed to start: {self.error!r}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start")
+            time.sleep(0.05)
+        return self
+
+    @property
+    def port(self) -> int:
+        sock: socket.socket = self.server.servers[0].sockets[0]
+        return int(sock.getsockname()[1])
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/chat"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@contextmanager
+def live_server(app: FastAPI) -> Iterator[LiveServer]:
+    server = LiveServer(app).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+WORDS = (
+    "the a an to of and or in on for with your you we our is are be can will not it this that "
+    "order orders return returns refund refunds shipping ship days day business within item "
+    "items account password reset email card payment help article articles please thanks "
+    "hello how long do i have what when where why who customer support person ask answer "
+    "store credit free express standard track tracking link number "
+).split()
+
+
+def build_tiny_model(target: Path) -> Path:
+    """A randomly initialised 2-layer Qwen2 with a word-level tokenizer and a chat template.
+
+    It produces nonsense fast: for plumbing tests of the real transformers engine only.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(set(WORDS)) + ["system", "user",
+                                                                            "assistant"])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.decoder = decoders.WordPiece()  # joins words with spaces
+    template = (
+        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", eos_token="<|im_end|>",
+        pad_token="<|endoftext|>", chat_template=template,
+    )
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        eos_token_id=vocab["<|im_end|>"], pad_token_id=vocab["<|endoftext|>"],
+    )
+    model = Qwen2ForCausalLM(config)
+    # Never pick end-of-sequence, so generation runs to max_new_tokens (tests rely on length).
+    with torch.no_grad():
+        model.lm_head.weight[vocab["<|im_end|>"]] = 0
+        model.lm_head.bias = None
+    model.generation_config.eos_token_id = None
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
