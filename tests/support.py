@@ -78,28 +78,28 @@ WORDS = (
 
 
 def build_tiny_model(target: Path) -> Path:
-    """A randomly initialised 2-layer Qwen2 with a word-level tokenizer and a chat template.
+    """A randomly initialised 2-layer Qwen2 with a small byte-level tokenizer and chat template.
 
     It produces nonsense fast: for plumbing tests of the real transformers engine only.
     """
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<|endoftext|>"]
-    vocab = {tok: i for i, tok in enumerate(specials + sorted(set(WORDS)) + ["system", "user",
-                                                                            "assistant"])}
-    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    core.decoder = decoders.WordPiece()  # joins words with spaces
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    # Byte-level BPE like Qwen2's own, so transformers' Qwen2 tokenizer class loads it as is.
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([" ".join(WORDS)] * 5, vocab_size=600, min_frequency=1,
+                            special_tokens=specials, show_progress=False)
     template = (
-        "{% for m in messages %}<|im_start|> {{ m['role'] }} {{ m['content'] }} <|im_end|> "
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|> assistant {% endif %}"
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core, unk_token="<unk>", eos_token="<|im_end|>",
-        pad_token="<|endoftext|>", chat_template=template,
+        tokenizer_object=bpe._tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        chat_template=template,
     )
+    vocab = tokenizer.get_vocab()
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -1,0 +1,181 @@
+"""The real server on a free port: real Redis, presidio, MiniLM retrieval, websocket + HTTP.
+
+The model here is a tiny randomly initialised one (fast, nonsense answers) so these tests
+exercise the plumbing; `test_default_model.py` checks answers with the real model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from websockets.sync.client import ClientConnection, connect
+
+from bot.app import create_app
+from bot.settings import LLMSettings, Settings
+from tests.support import LiveServer, live_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(
+    tiny_model_dir: Path, demo_index: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    settings = Settings(
+        redis_url=redis_url,
+        key_prefix="sbtest:",
+        data_dir=tmp_path_factory.mktemp("data"),
+        llm=LLMSettings(model=str(tiny_model_dir), max_new_tokens=24),
+        knowledge={"index_dir": demo_index},
+        max_message_chars=500,
+    )
+    with live_server(create_app(settings)) as live:
+        yield live
+
+
+def _recv(ws: ClientConnection) -> dict[str, Any]:
+    frame = json.loads(ws.recv(timeout=60))
+    assert isinstance(frame, dict)
+    return frame
+
+
+def _answer(ws: ClientConnection, text: str, client_id: str = "c1") -> tuple[list[str], dict[str, Any]]:
+    ws.send(json.dumps({"type": "message", "text": text, "id": client_id}))
+    tokens: list[str] = []
+    while (frame := _recv(ws))["type"] == "token":
+        tokens.append(frame["text"])
+    return tokens, frame
+
+
+def test_health_ready_and_docs_when_started(server: LiveServer) -> None:
+    assert httpx.get(f"{server.http}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{server.http}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"store": "ok", "model": "ok", "knowledge": "ok"}
+    assert httpx.get(f"{server.http}/docs").status_code == 200
+    assert "/api/messages" in httpx.get(f"{server.http}/openapi.json").json()["paths"]
+
+
+def test_demo_page_is_served_when_root_is_requested(server: LiveServer) -> None:
+    page = httpx.get(server.http + "/")
+    assert page.status_code == 200
+    assert "/ws/chat" in page.text
+
+
+def test_answer_streams_and_ends_with_final_message_when_asked(
+    server: LiveServer, clean_redis: redis.Redis
+) -> None:
+    with connect(server.ws) as ws:
+        tokens, final = _answer(ws, "How long do I have to return an item?", "q1")
+    assert final["type"] == "message", final
+    assert tokens, "the answer must stream as token frames"
+    assert final["text"] == "".join(tokens).strip()
+    assert final["in_reply_to"] == "q1"
+    assert {"title": "Returns Policy", "source": "returns-policy.md"} in final["citations"]
+    stored = clean_redis.lrange(f"sbtest:conv:{final['conversation_id']}:turns", 0, -1)
+    assert [json.loads(t)["role"] for t in stored] == ["user", "assistant"]
+
+
+def test_pii_is_redacted_in_redis_and_answer_when_message_carries_email_and_card(
+    server: LiveServer, clean_redis: redis.Redis
+) -> None:
+    text = "My email is jane.doe@example.com and my card is 4111 1111 1111 1111, refund please"
+    with connect(server.ws) as ws:
+        _, final = _answer(ws, text)
+    turns = [json.loads(t) for t in
+             clean_redis.lrange(f"sbtest:conv:{final['conversation_id']}:turns", 0, -1)]
+    dump = json.dumps([clean_redis.hgetall(k) for k in clean_redis.keys("*conv:*[!s]")]) + \
+        json.dumps(turns)
+    for secret in ("jane.doe@example.com", "4111 1111 1111 1111", "4111"):
+        assert secret not in dump
+        assert secret not in final["text"]
+    assert turns[0]["text"] == ("My email is <EMAIL_ADDRESS> and my card is <CREDIT_CARD>, "
+                                "refund please")
+
+
+def test_conversation_continues_with_history_when_hello_names_it(server: LiveServer) -> None:
+    with connect(server.ws) as ws:
+        _, first = _answer(ws, "Do you ship to Canada?")
+    cid = first["conversation_id"]
+    with connect(server.ws) as ws:
+        ws.send(json.dumps({"type": "hello", "conversation_id": cid}))
+        hello = _recv(ws)
+        assert hello["type"] == "hello" and hello["conversation_id"] == cid
+        assert [t["role"] for t in hello["history"]] == ["user", "assistant"]
+        assert hello["history"][0]["text"] == "Do you ship to Canada?"
+        _, second = _answer(ws, "How much does it cost?")
+    assert second["conversation_id"] == cid
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "bad_json"),
+        ("[1, 2]", "bad_frame"),
+        (json.dumps({"type": "dance"}), "unknown_type"),
+        (json.dumps({"type": "message"}), "bad_frame"),
+        (json.dumps({"type": "message", "text": "   "}), "empty_message"),
+        (json.dumps({"type": "message", "text": "x" * 501}), "message_too_long"),
+        (json.dumps({"type": "hello", "conversation_id": "nope"}), "unknown_conversation"),
+        (json.dumps({"type": "message", "text": "hi", "conversation_id": "nope"}),
+         "unknown_conversation"),
+    ],
+)
+def test_error_frame_and_connection_stays_up_when_frame_is_bad(
+    server: LiveServer, clean_redis: redis.Redis, frame: str, code: str
+) -> None:
+    with connect(server.ws) as ws:
+        ws.send(frame)
+        error = _recv(ws)
+        assert error["type"] == "error" and error["code"] == code, error
+        assert error["message"]
+        ws.send(json.dumps({"type": "ping"}))
+        assert _recv(ws) == {"type": "pong"}
+    assert clean_redis.keys("sbtest:conv:*:turns") == []
+
+
+def test_error_frame_when_binary_frame_is_sent(server: LiveServer) -> None:
+    with connect(server.ws) as ws:
+        ws.send(b"\x00\x01binary")
+        assert _recv(ws)["code"] == "binary_not_supported"
+        ws.send(json.dumps({"type": "ping"}))
+        assert _recv(ws) == {"type": "pong"}
+
+
+def test_rest_channel_answers_and_continues_when_posted(server: LiveServer) -> None:
+    first = httpx.post(f"{server.http}/api/messages", json={"text": "What payment methods?"},
+                       timeout=60)
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["type"] == "message" and body["text"] and body["citations"]
+    again = httpx.post(f"{server.http}/api/messages", timeout=60,
+                       json={"text": "And PayPal?", "conversation_id": body["conversation_id"]})
+    assert again.json()["conversation_id"] == body["conversation_id"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ({"text": ""}, 400, "empty_message"),
+        ({"text": "y" * 501}, 400, "message_too_long"),
+        ({"text": "hi", "conversation_id": "missing"}, 404, "unknown_conversation"),
+    ],
+)
+def test_rest_channel_returns_4xx_when_request_is_bad(
+    server: LiveServer, payload: dict[str, str], status: int, code: str
+) -> None:
+    response = httpx.post(f"{server.http}/api/messages", json=payload)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+
+
+def test_rest_channel_returns_422_when_body_is_malformed(server: LiveServer) -> None:
+    response = httpx.post(f"{server.http}/api/messages", content=b"{not json",
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 422
