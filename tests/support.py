@@ -13,6 +13,8 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 
+from bot.types import Passage
+
 
 class LiveServer:
     """A real uvicorn server on 127.0.0.1 and a free port, in a background thread."""
@@ -115,3 +117,24 @@ def build_tiny_model(target: Path) -> Path:
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+class FixedRetriever:
+    """A `Retriever` that returns the same passages for every query (or raises `error`)."""
+
+    def __init__(self, passages: list[Passage], error: Exception | None = None) -> None:
+        self.passages = passages
+        self.error = error
+        self.queries: list[str] = []
+
+    def warm_up(self) -> None:
+        return None
+
+    def ready(self) -> bool:
+        return True
+
+    async def search(self, query: str, k: int) -> list[Passage]:
+        self.queries.append(query)
+        if self.error is not None:
+            raise self.error
+        return self.passages[:k]

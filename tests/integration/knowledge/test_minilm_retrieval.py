@@ -53,13 +53,18 @@ def embedder() -> Iterator[MiniLMEmbedder]:
 
 
 @pytest.fixture(scope="module")
-def retriever(embedder: MiniLMEmbedder, tmp_path_factory: pytest.TempPathFactory) -> DenseRetriever:
+def index_dir(embedder: MiniLMEmbedder, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("kb")
     for name, text in HELP_CENTER.items():
         (root / "docs" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "docs" / name).write_text(text, encoding="utf-8")
     ingest(root / "docs", root / "index", embedder, progress=False)
-    retriever = DenseRetriever(root / "index", embedder)
+    return root / "index"
+
+
+@pytest.fixture(scope="module")
+def retriever(embedder: MiniLMEmbedder, index_dir: Path) -> DenseRetriever:
+    retriever = DenseRetriever(index_dir, embedder)
     retriever.warm_up()
     return retriever
 
@@ -99,7 +104,7 @@ async def test_nothing_returned_when_question_is_off_topic(retriever: DenseRetri
     assert await retriever.search("What is the capital of France?", k=3) == []
 
 
-def test_index_records_the_model_when_ingested_with_minilm(retriever: DenseRetriever) -> None:
-    index = VectorIndex.load(retriever._index_dir)
+def test_index_records_the_model_when_ingested_with_minilm(index_dir: Path) -> None:
+    index = VectorIndex.load(index_dir)
     assert index.manifest.embedding_model == "sentence-transformers/all-MiniLM-L6-v2"
     assert index.manifest.dim == 384

@@ -23,8 +23,14 @@ EMBEDDER = HashingEmbedder(dim=32)
 
 def make_chunks(*texts: str) -> list[Chunk]:
     return [
-        Chunk(id=f"doc{i}:0000", doc_id=f"doc{i}", title=f"T{i}", source=f"{i}.md", heading="",
-              text=text)
+        Chunk(
+            id=f"doc{i}:0000",
+            doc_id=f"doc{i}",
+            title=f"T{i}",
+            source=f"{i}.md",
+            heading="",
+            text=text,
+        )
         for i, text in enumerate(texts)
     ]
 
@@ -46,11 +52,18 @@ def test_chunks_and_vectors_round_trip_when_written_and_loaded(tmp_path: Path) -
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
     assert manifest["format_version"] == 1
     assert (manifest["embedding_model"], manifest["dim"], manifest["chunk_count"]) == (
-        "hashing-bow-32", 32, 2)
+        "hashing-bow-32",
+        32,
+        2,
+    )
     assert manifest["created"].endswith("+00:00")
     assert len(manifest["documents"]["doc0"]["sha256"]) == 64
-    assert manifest["documents"]["doc1"] == {"source": "1.md", "title": "T1", "sha256": None,
-                                             "chunks": 1}
+    assert manifest["documents"]["doc1"] == {
+        "source": "1.md",
+        "title": "T1",
+        "sha256": None,
+        "chunks": 1,
+    }
 
 
 def test_results_are_best_first_and_capped_when_searching(tmp_path: Path) -> None:
@@ -144,9 +157,14 @@ def test_error_tells_to_ingest_when_index_is_missing(tmp_path: Path) -> None:
     ("damage", "reason"),
     [
         (lambda d: (d / "manifest.json").write_text("{not json"), "unreadable manifest.json"),
-        (lambda d: (d / "manifest.json").write_text('{"format_version": 99, "embedding_model":'
-                                                    ' "x", "dim": 1, "chunk_count": 1, '
-                                                    '"created": ""}'), "format version 99"),
+        (
+            lambda d: (d / "manifest.json").write_text(
+                '{"format_version": 99, "embedding_model":'
+                ' "x", "dim": 1, "chunk_count": 1, '
+                '"created": ""}'
+            ),
+            "format version 99",
+        ),
         (lambda d: (d / "chunks.jsonl").write_text(""), "0 chunks"),
         (lambda d: (d / "embeddings.npy").unlink(), "embeddings.npy"),
     ],

@@ -1,0 +1,126 @@
+"""The turn pipeline with honest fakes: scripted model, regex redactor, fixed passages.
+
+The same paths run with the real parts in tests/integration/test_server.py and
+test_default_model.py.
+"""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import pytest
+
+from bot.errors import BadRequest, ConversationNotFound, ModelError
+from bot.llm.base import ScriptedModel
+from bot.manager import ConversationManager
+from bot.sessions import InMemorySessionStore
+from bot.settings import Settings
+from bot.types import Citation, InboundMessage, Message, Notice, Passage, ReplyEvent, Token
+from policies.engine import PolicyEngine
+from policies.pii import PatternRedactor
+from policies.schema import default_policy_path, load_policy
+from tests.support import FixedRetriever
+
+RETURNS = Passage("Unused items can be returned within 30 days.",
+                  Citation("Returns Policy", "returns-policy.md"), 0.8)
+REFUNDS = Passage("Refunds take 5 business days.", Citation("Refunds", "refunds.md"), 0.6)
+
+
+def _manager(model: ScriptedModel, retriever: FixedRetriever | None = None,
+             **settings: object) -> ConversationManager:
+    cfg = Settings(max_message_chars=200, **settings)  # type: ignore[arg-type]
+    policies = PolicyEngine(load_policy(default_policy_path()), PatternRedactor())
+    policies.warm_up()
+    return ConversationManager(cfg, InMemorySessionStore(cfg.sessions), policies,
+                               retriever or FixedRetriever([RETURNS, REFUNDS, RETURNS]), model)
+
+
+async def _run(manager: ConversationManager, text: str, cid: str | None = None) -> list[ReplyEvent]:
+    async with aclosing(manager.respond(InboundMessage(text, "test", cid, "m1"))) as events:
+        return [event async for event in events]
+
+
+async def test_tokens_then_final_message_with_citations_when_answered() -> None:
+    model = ScriptedModel([["You have ", "30 days. ", "Keep the ", "receipt."]])
+    events = await _run(_manager(model), "How long to return?")
+    tokens = [e.text for e in events if isinstance(e, Token)]
+    final = events[-1]
+    assert isinstance(final, Message)
+    assert final.text == "".join(tokens) == "You have 30 days. Keep the receipt."
+    assert final.citations == (RETURNS.citation, REFUNDS.citation)  # deduplicated, best first
+    assert final.in_reply_to == "m1"
+    assert "30 days" in model.prompts[0][0].content  # passages reached the system prompt
+
+
+async def test_pii_never_reaches_model_store_or_client_when_present() -> None:
+    model = ScriptedModel([["Thanks! We wrote to ", "jane@", "example.com", " and charged ",
+                            "4111 1111 ", "1111 1111", ". Anything else?"]])
+    manager = _manager(model)
+    events = await _run(manager, "I am jane@example.com, card 4111 1111 1111 1111")
+    final = events[-1]
+    assert isinstance(final, Message)
+    streamed = "".join(e.text for e in events if isinstance(e, Token))
+    stored = await manager.store.history(final.conversation_id)
+    seen = streamed + final.text + repr(stored) + repr(model.prompts)
+    for secret in ("jane@", "example.com", "4111"):
+        assert secret not in seen
+    assert stored[0].text == "I am <EMAIL_ADDRESS>, card <CREDIT_CARD>"
+
+
+async def test_history_reaches_model_when_conversation_continues() -> None:
+    model = ScriptedModel([["First answer."], ["Second answer."]])
+    manager = _manager(model)
+    first = (await _run(manager, "first question"))[-1]
+    assert isinstance(first, Message)
+    await _run(manager, "second question", first.conversation_id)
+    contents = [m.content for m in model.prompts[1][1:]]
+    assert contents == ["first question", "First answer.", "second question"]
+
+
+async def test_fallback_reply_and_notice_when_model_fails() -> None:
+    manager = _manager(ScriptedModel([ModelError("boom")]))
+    events = await _run(manager, "hello")
+    assert any(isinstance(e, Notice) and e.code == "model_unavailable" for e in events)
+    final = events[-1]
+    assert isinstance(final, Message)
+    assert final.text == manager.policies.fallback_reply
+    stored = await manager.store.history(final.conversation_id)
+    assert [t.role for t in stored] == ["user", "assistant"]
+
+
+async def test_answer_without_passages_when_retrieval_fails() -> None:
+    model = ScriptedModel([["I don't know."]])
+    manager = _manager(model, FixedRetriever([], error=RuntimeError("index gone")))
+    final = (await _run(manager, "hello"))[-1]
+    assert isinstance(final, Message) and final.citations == ()
+    assert "No relevant article" in model.prompts[0][0].content
+
+
+@pytest.mark.parametrize(("text", "code"), [("", "empty_message"), ("  \n ", "empty_message"),
+                                            ("x" * 201, "message_too_long")])
+async def test_bad_request_and_nothing_stored_when_text_is_unusable(text: str, code: str) -> None:
+    manager = _manager(ScriptedModel([]))
+    with pytest.raises(BadRequest) as caught:
+        await _run(manager, text)
+    assert caught.value.code == code
+    assert isinstance(manager.store, InMemorySessionStore)
+    assert manager.store._sessions == {}
+
+
+async def test_conversation_not_found_when_id_is_unknown() -> None:
+    with pytest.raises(ConversationNotFound):
+        await _run(_manager(ScriptedModel([])), "hi", "no-such-id")
+
+
+async def test_closing_early_stores_question_and_frees_lock_when_client_leaves() -> None:
+    model = ScriptedModel([["One. ", "Two. ", "Three. "], ["Again."]])
+    manager = _manager(model)
+    stream = manager.respond(InboundMessage("hi", "test"))
+    async with aclosing(stream):
+        async for event in stream:
+            if isinstance(event, Token):
+                break
+    (session_id,) = manager.store._sessions  # type: ignore[attr-defined]
+    assert [t.role for t in await manager.store.history(session_id)] == ["user"]
+    final = (await _run(manager, "again", session_id))[-1]  # the lock was released
+    assert isinstance(final, Message)
