@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -66,7 +67,7 @@ def test_long_paragraph_is_split_with_overlap_when_longer_than_max_chars() -> No
     bodies = [c.text.removeprefix("Returns policy\n\n") for c in chunks]
     assert len(chunks) > 4
     assert all(len(c.text) <= 300 for c in chunks)
-    for previous, current in zip(bodies, bodies[1:], strict=False):
+    for previous, current in itertools.pairwise(bodies):
         # Each piece repeats whole words from the end of the previous one.
         carried = current[: current.index(" ", 20)]
         assert carried in previous[-60:]

