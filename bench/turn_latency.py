@@ -44,8 +44,12 @@ def main() -> None:
     args = parser.parse_args()
     env = {**os.environ, "SWITCHBOARD_PORT": str(args.port)}
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "bot", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{args.port}"
     try:
         while True:
@@ -74,13 +78,19 @@ def main() -> None:
                 firsts.append(first or total)
                 totals.append(total)
                 lengths.append(len(frame["text"]))
-                print(f"  {first or total:5.2f}s first, {total:5.2f}s full, "
-                      f"{len(frame['text']):4d} chars  {question}")
-        print(f"time to first token: median {statistics.median(firsts):.2f}s, "
-              f"p95 {pct(firsts, 0.95):.2f}s")
-        print(f"time to full answer: median {statistics.median(totals):.2f}s, "
-              f"p95 {pct(totals, 0.95):.2f}s (answers median {statistics.median(lengths):.0f} "
-              "chars)")
+                print(
+                    f"  {first or total:5.2f}s first, {total:5.2f}s full, "
+                    f"{len(frame['text']):4d} chars  {question}"
+                )
+        print(
+            f"time to first token: median {statistics.median(firsts):.2f}s, "
+            f"p95 {pct(firsts, 0.95):.2f}s"
+        )
+        print(
+            f"time to full answer: median {statistics.median(totals):.2f}s, "
+            f"p95 {pct(totals, 0.95):.2f}s (answers median {statistics.median(lengths):.0f} "
+            "chars)"
+        )
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -86,8 +86,11 @@ async def readyz(components: ComponentsDep) -> JSONResponse:
 @router.post(
     "/api/messages",
     tags=["channels"],
-    responses={400: {"description": "bad message"}, 404: {"description": "unknown conversation"},
-               503: {"description": "store unavailable or busy"}},
+    responses={
+        400: {"description": "bad message"},
+        404: {"description": "unknown conversation"},
+        503: {"description": "store unavailable or busy"},
+    },
 )
 async def post_message(body: MessageIn, manager: ManagerDep) -> MessageOut:
     """Send one message and get the bot's complete answer (no streaming)."""

@@ -55,15 +55,20 @@ def serve(
     _logging(settings.log_level)
     app_ = create_app(settings)
     uvicorn.run(
-        app_, host=host or settings.host, port=port if port is not None else settings.port,
-        log_level=settings.log_level, ws_ping_interval=20,
+        app_,
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        log_level=settings.log_level,
+        ws_ping_interval=20,
     )
 
 
 @app.command()
 def chat(
     once: Annotated[str | None, typer.Option(help="Ask one question, print, exit.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the final message as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the final message as JSON.")
+    ] = False,
 ) -> None:
     """Chat with the bot in the terminal (runs the pipeline in this process)."""
     settings = _settings()
@@ -115,10 +120,18 @@ def _prompt() -> str | None:
 def _print_final(message: Message, as_json: bool) -> None:
     if as_json:
         citations = [{"title": c.title, "source": c.source} for c in message.citations]
-        print(json.dumps({
-            "type": "message", "id": message.id, "text": message.text,
-            "citations": citations, "conversation_id": message.conversation_id,
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "type": "message",
+                    "id": message.id,
+                    "text": message.text,
+                    "citations": citations,
+                    "conversation_id": message.conversation_id,
+                },
+                indent=2,
+            )
+        )
         return
     print()
     for citation in message.citations:
@@ -161,7 +174,8 @@ def kb_search(
     settings = _settings()
     _logging("warning")
     retriever = DenseRetriever(
-        index_dir or settings.index_dir, MiniLMEmbedder(settings.knowledge.embedding_model),
+        index_dir or settings.index_dir,
+        MiniLMEmbedder(settings.knowledge.embedding_model),
         min_score=-1.0,
     )
     try:
@@ -170,8 +184,10 @@ def kb_search(
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
     for rank, passage in enumerate(asyncio.run(retriever.search(query, k)), start=1):
-        typer.secho(f"{rank}. {passage.score:.3f}  {passage.citation.title}  "
-                    f"({passage.citation.source})", bold=True)
+        typer.secho(
+            f"{rank}. {passage.score:.3f}  {passage.citation.title}  ({passage.citation.source})",
+            bold=True,
+        )
         typer.echo("   " + passage.text.strip().replace("\n", " ")[:240])
 
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from bot.errors import BadRequest, ConversationNotFound, ModelError
-from bot.llm.base import GenerationParams, LanguageModel
+from bot.llm.base import ChatMessage, GenerationParams, LanguageModel
 from bot.prompt import build_prompt
 from bot.sessions import Session, SessionStore
 from bot.settings import Settings
@@ -95,7 +95,7 @@ class ConversationManager:
             return session
         return await self.store.create(message.channel, message.user)
 
-    async def respond(self, message: InboundMessage) -> AsyncIterator[ReplyEvent]:
+    async def respond(self, message: InboundMessage) -> AsyncGenerator[ReplyEvent, None]:
         """Answer one message, streaming `Token`s and ending with one `Message`."""
         text = self.validate(message.text)
         started = time.perf_counter()
@@ -144,8 +144,8 @@ class ConversationManager:
         return passages
 
     async def _generate(
-        self, messages: list, record: _TurnAudit, started: float  # type: ignore[type-arg]
-    ) -> AsyncIterator[ReplyEvent]:
+        self, messages: list[ChatMessage], record: _TurnAudit, started: float
+    ) -> AsyncGenerator[ReplyEvent, None]:
         llm = self._settings.llm
         params = GenerationParams(llm.max_new_tokens, llm.temperature, llm.timeout_s)
         output = self.policies.output_filter()

@@ -178,8 +178,13 @@ class RedisSessionStore:
     async def create(self, channel: str, user: str | None = None) -> Session:
         now = time.time()
         session = Session(new_id(), channel, user, "bot", now, now)
-        fields = {"channel": channel, "user": user or "", "status": "bot",
-                  "created": now, "updated": now}
+        fields = {
+            "channel": channel,
+            "user": user or "",
+            "status": "bot",
+            "created": now,
+            "updated": now,
+        }
 
         async def op() -> None:
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -194,8 +199,14 @@ class RedisSessionStore:
         data = await self._call(lambda: self._redis.hgetall(self._conv(conversation_id)))
         if not data:
             return None
-        return Session(conversation_id, data["channel"], data["user"] or None, data["status"],
-                       float(data["created"]), float(data["updated"]))
+        return Session(
+            conversation_id,
+            data["channel"],
+            data["user"] or None,
+            data["status"],
+            float(data["created"]),
+            float(data["updated"]),
+        )
 
     async def append(self, conversation_id: str, turns: Sequence[Turn]) -> None:
         key, turns_key = self._conv(conversation_id), self._conv(conversation_id) + ":turns"

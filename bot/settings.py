@@ -52,7 +52,8 @@ class KnowledgeSettings(BaseModel):
         0.2, ge=-1.0, le=1.0, description="Passages scoring below this are not used."
     )
     embedding_model: str = Field(
-        "builtin", description="'builtin' (all-MiniLM-L6-v2 from PyPI) or a sentence-transformers dir."
+        "builtin",
+        description="'builtin' (all-MiniLM-L6-v2 from PyPI) or a sentence-transformers dir.",
     )
 
 

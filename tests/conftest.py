@@ -26,8 +26,10 @@ def redis_url() -> str:
     try:
         client.ping()
     except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is not reachable at {TEST_REDIS_URL} ({exc}); start redis-server "
-                    "or set SWITCHBOARD_TEST_REDIS_URL")
+        pytest.fail(
+            f"Redis is not reachable at {TEST_REDIS_URL} ({exc}); start redis-server "
+            "or set SWITCHBOARD_TEST_REDIS_URL"
+        )
     finally:
         client.close()
     return TEST_REDIS_URL

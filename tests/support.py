@@ -20,8 +20,9 @@ class LiveServer:
     """A real uvicorn server on 127.0.0.1 and a free port, in a background thread."""
 
     def __init__(self, app: FastAPI) -> None:
-        self.config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                     lifespan="on", ws_ping_interval=None)
+        self.config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", ws_ping_interval=None
+        )
         self.server = uvicorn.Server(self.config)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.error: BaseException | None = None
@@ -70,12 +71,12 @@ def live_server(app: FastAPI) -> Iterator[LiveServer]:
         server.stop()
 
 
-WORDS = (
+WORDS = (  # noqa: SIM905 -- a readable block of words beats a 76-line list
     "the a an to of and or in on for with your you we our is are be can will not it this that "
     "order orders return returns refund refunds shipping ship days day business within item "
     "items account password reset email card payment help article articles please thanks "
     "hello how long do i have what when where why who customer support person ask answer "
-    "store credit free express standard track tracking link number "
+    "store credit free express standard track tracking link number"
 ).split()
 
 
@@ -91,22 +92,35 @@ def build_tiny_model(target: Path) -> Path:
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     # Byte-level BPE like Qwen2's own, so transformers' Qwen2 tokenizer class loads it as is.
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator([" ".join(WORDS)] * 5, vocab_size=600, min_frequency=1,
-                            special_tokens=specials, show_progress=False)
+    bpe.train_from_iterator(
+        [" ".join(WORDS)] * 5,
+        vocab_size=600,
+        min_frequency=1,
+        special_tokens=specials,
+        show_progress=False,
+    )
     template = (
         "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+        tokenizer_object=bpe._tokenizer,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
         chat_template=template,
     )
     vocab = tokenizer.get_vocab()
     torch.manual_seed(0)
     config = Qwen2Config(
-        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-        eos_token_id=vocab["<|im_end|>"], pad_token_id=vocab["<|endoftext|>"],
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        eos_token_id=vocab["<|im_end|>"],
+        pad_token_id=vocab["<|endoftext|>"],
     )
     model = Qwen2ForCausalLM(config)
     # Never pick end-of-sequence, so generation runs to max_new_tokens (tests rely on length).

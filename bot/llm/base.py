@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -42,7 +42,7 @@ class LanguageModel(Protocol):
 
     def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
-    ) -> AsyncIterator[str]: ...
+    ) -> AsyncGenerator[str, None]: ...
 
     async def close(self) -> None: ...
 
@@ -73,7 +73,7 @@ class ScriptedModel:
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         self.prompts.append(list(messages))
         if not self._answers:
             raise AssertionError(f"ScriptedModel: unexpected call #{len(self.prompts)}")

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -76,12 +76,15 @@ class TransformersEngine:
         device, dtype = _pick_device_and_dtype(self._settings)
         started = time.perf_counter()
         self._tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         self._model = model.to(device).eval()
         self._device = device
         log.info(
             "model %s loaded on %s (%s) in %.1fs",
-            self.name, device, str(dtype).removeprefix("torch."), time.perf_counter() - started,
+            self.name,
+            device,
+            str(dtype).removeprefix("torch."),
+            time.perf_counter() - started,
         )
 
     def ready(self) -> bool:
@@ -99,7 +102,7 @@ class TransformersEngine:
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         if self._model is None:
             raise ModelError("the model is not loaded yet")
         loop = asyncio.get_running_loop()
@@ -137,12 +140,12 @@ class TransformersEngine:
         def put(item: object) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
-        class _Streamer(TextStreamer):  # type: ignore[misc]
+        class _Streamer(TextStreamer):
             def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
                 if text:
                     put(text)
 
-        class _Stop(StoppingCriteria):  # type: ignore[misc]
+        class _Stop(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
                 stop = cancel.is_set() or time.monotonic() > deadline
                 return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from contextlib import aclosing
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class _ChatSession:
     async def send(self, frame: dict[str, Any]) -> None:
         await self.ws.send_text(json.dumps(frame))
 
-    async def handle(self, raw: dict[str, Any]) -> None:
+    async def handle(self, raw: Mapping[str, Any]) -> None:
         if raw.get("text") is None:
             await self.send(_error("binary_not_supported", "send JSON text frames"))
             return
@@ -92,9 +93,11 @@ class _ChatSession:
         elif kind == "ping":
             await self.send({"type": "pong"})
         else:
-            await self.send(_error(
-                "unknown_type", f"unknown frame type {kind!r}; expected hello, message or ping"
-            ))
+            await self.send(
+                _error(
+                    "unknown_type", f"unknown frame type {kind!r}; expected hello, message or ping"
+                )
+            )
 
     async def hello(self, frame: dict[str, Any]) -> None:
         cid = frame.get("conversation_id")

@@ -53,8 +53,9 @@ def test_returns_question_is_answered_from_the_knowledge_base_when_asked(
     server: LiveServer, clean_redis: redis.Redis
 ) -> None:
     tokens, final, first, total = _ask(server, "How many days do I have to return an item?")
-    print(f"\nreturns question: first token {first:.2f}s, full answer {total:.2f}s; "
-          f"{final['text']!r}")
+    print(
+        f"\nreturns question: first token {first:.2f}s, full answer {total:.2f}s; {final['text']!r}"
+    )
     assert final["type"] == "message", final
     assert len(tokens) >= 1
     assert "30 days" in final["text"]
@@ -64,8 +65,10 @@ def test_returns_question_is_answered_from_the_knowledge_base_when_asked(
 def test_pii_is_redacted_everywhere_when_the_real_model_answers(
     server: LiveServer, clean_redis: redis.Redis
 ) -> None:
-    text = ("Hi, I'm Jane Cooper, email jane.cooper@example.com, card 4111 1111 1111 1111. "
-            "How long does a refund take?")
+    text = (
+        "Hi, I'm Jane Cooper, email jane.cooper@example.com, card 4111 1111 1111 1111. "
+        "How long does a refund take?"
+    )
     _, final, _, _ = _ask(server, text)
     assert final["type"] == "message", final
     stored = clean_redis.lrange(f"sbtest:conv:{final['conversation_id']}:turns", 0, -1)

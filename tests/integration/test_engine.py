@@ -46,8 +46,9 @@ async def test_generation_stops_when_consumer_closes_early(engine: TransformersE
 
 async def test_model_error_when_generation_times_out(engine: TransformersEngine) -> None:
     with pytest.raises(ModelError, match="timed out"):
-        async for _ in engine.stream(PROMPT, GenerationParams(max_new_tokens=100_000,
-                                                              timeout_s=0.3)):
+        async for _ in engine.stream(
+            PROMPT, GenerationParams(max_new_tokens=100_000, timeout_s=0.3)
+        ):
             pass
 
 

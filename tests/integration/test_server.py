@@ -45,7 +45,9 @@ def _recv(ws: ClientConnection) -> dict[str, Any]:
     return frame
 
 
-def _answer(ws: ClientConnection, text: str, client_id: str = "c1") -> tuple[list[str], dict[str, Any]]:
+def _answer(
+    ws: ClientConnection, text: str, client_id: str = "c1"
+) -> tuple[list[str], dict[str, Any]]:
     ws.send(json.dumps({"type": "message", "text": text, "id": client_id}))
     tokens: list[str] = []
     while (frame := _recv(ws))["type"] == "token":
@@ -88,15 +90,19 @@ def test_pii_is_redacted_in_redis_and_answer_when_message_carries_email_and_card
     text = "My email is jane.doe@example.com and my card is 4111 1111 1111 1111, refund please"
     with connect(server.ws) as ws:
         _, final = _answer(ws, text)
-    turns = [json.loads(t) for t in
-             clean_redis.lrange(f"sbtest:conv:{final['conversation_id']}:turns", 0, -1)]
-    dump = json.dumps([clean_redis.hgetall(k) for k in clean_redis.keys("*conv:*[!s]")]) + \
-        json.dumps(turns)
+    turns = [
+        json.loads(t)
+        for t in clean_redis.lrange(f"sbtest:conv:{final['conversation_id']}:turns", 0, -1)
+    ]
+    dump = json.dumps(
+        [clean_redis.hgetall(k) for k in clean_redis.keys("*conv:*[!s]")]
+    ) + json.dumps(turns)
     for secret in ("jane.doe@example.com", "4111 1111 1111 1111", "4111"):
         assert secret not in dump
         assert secret not in final["text"]
-    assert turns[0]["text"] == ("My email is <EMAIL_ADDRESS> and my card is <CREDIT_CARD>, "
-                                "refund please")
+    assert turns[0]["text"] == (
+        "My email is <EMAIL_ADDRESS> and my card is <CREDIT_CARD>, refund please"
+    )
 
 
 def test_conversation_continues_with_history_when_hello_names_it(server: LiveServer) -> None:
@@ -123,8 +129,10 @@ def test_conversation_continues_with_history_when_hello_names_it(server: LiveSer
         (json.dumps({"type": "message", "text": "   "}), "empty_message"),
         (json.dumps({"type": "message", "text": "x" * 501}), "message_too_long"),
         (json.dumps({"type": "hello", "conversation_id": "nope"}), "unknown_conversation"),
-        (json.dumps({"type": "message", "text": "hi", "conversation_id": "nope"}),
-         "unknown_conversation"),
+        (
+            json.dumps({"type": "message", "text": "hi", "conversation_id": "nope"}),
+            "unknown_conversation",
+        ),
     ],
 )
 def test_error_frame_and_connection_stays_up_when_frame_is_bad(
@@ -149,13 +157,17 @@ def test_error_frame_when_binary_frame_is_sent(server: LiveServer) -> None:
 
 
 def test_rest_channel_answers_and_continues_when_posted(server: LiveServer) -> None:
-    first = httpx.post(f"{server.http}/api/messages", json={"text": "What payment methods?"},
-                       timeout=60)
+    first = httpx.post(
+        f"{server.http}/api/messages", json={"text": "What payment methods?"}, timeout=60
+    )
     assert first.status_code == 200, first.text
     body = first.json()
     assert body["type"] == "message" and body["text"] and body["citations"]
-    again = httpx.post(f"{server.http}/api/messages", timeout=60,
-                       json={"text": "And PayPal?", "conversation_id": body["conversation_id"]})
+    again = httpx.post(
+        f"{server.http}/api/messages",
+        timeout=60,
+        json={"text": "And PayPal?", "conversation_id": body["conversation_id"]},
+    )
     assert again.json()["conversation_id"] == body["conversation_id"]
 
 
@@ -176,6 +188,9 @@ def test_rest_channel_returns_4xx_when_request_is_bad(
 
 
 def test_rest_channel_returns_422_when_body_is_malformed(server: LiveServer) -> None:
-    response = httpx.post(f"{server.http}/api/messages", content=b"{not json",
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        f"{server.http}/api/messages",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 422

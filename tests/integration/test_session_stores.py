@@ -73,8 +73,10 @@ async def test_lock_serializes_turns_when_two_run_at_once(store: SessionStore) -
             events.append(f"{name}-end")
 
     await asyncio.gather(turn("a"), turn("b"))
-    assert events in (["a-start", "a-end", "b-start", "b-end"],
-                      ["b-start", "b-end", "a-start", "a-end"])
+    assert events in (
+        ["a-start", "a-end", "b-start", "b-end"],
+        ["b-start", "b-end", "a-start", "a-end"],
+    )
 
 
 async def test_lock_raises_busy_when_held_too_long(store: SessionStore) -> None:
@@ -100,7 +102,7 @@ async def test_redis_keys_have_prefix_and_ttl_when_stored(
 
 async def test_start_fails_clearly_when_redis_is_unreachable() -> None:
     store = RedisSessionStore("redis://127.0.0.1:1/0", SETTINGS)
-    with pytest.raises(StoreUnavailable, match="cannot reach Redis at redis://127.0.0.1:1/0"):
+    with pytest.raises(StoreUnavailable, match=r"cannot reach Redis at redis://127\.0\.0\.1:1/0"):
         await store.start()
     await store.close()
 

@@ -21,18 +21,27 @@ from policies.pii import PatternRedactor
 from policies.schema import default_policy_path, load_policy
 from tests.support import FixedRetriever
 
-RETURNS = Passage("Unused items can be returned within 30 days.",
-                  Citation("Returns Policy", "returns-policy.md"), 0.8)
+RETURNS = Passage(
+    "Unused items can be returned within 30 days.",
+    Citation("Returns Policy", "returns-policy.md"),
+    0.8,
+)
 REFUNDS = Passage("Refunds take 5 business days.", Citation("Refunds", "refunds.md"), 0.6)
 
 
-def _manager(model: ScriptedModel, retriever: FixedRetriever | None = None,
-             **settings: object) -> ConversationManager:
+def _manager(
+    model: ScriptedModel, retriever: FixedRetriever | None = None, **settings: object
+) -> ConversationManager:
     cfg = Settings(max_message_chars=200, **settings)  # type: ignore[arg-type]
     policies = PolicyEngine(load_policy(default_policy_path()), PatternRedactor())
     policies.warm_up()
-    return ConversationManager(cfg, InMemorySessionStore(cfg.sessions), policies,
-                               retriever or FixedRetriever([RETURNS, REFUNDS, RETURNS]), model)
+    return ConversationManager(
+        cfg,
+        InMemorySessionStore(cfg.sessions),
+        policies,
+        retriever or FixedRetriever([RETURNS, REFUNDS, RETURNS]),
+        model,
+    )
 
 
 async def _run(manager: ConversationManager, text: str, cid: str | None = None) -> list[ReplyEvent]:
@@ -53,8 +62,19 @@ async def test_tokens_then_final_message_with_citations_when_answered() -> None:
 
 
 async def test_pii_never_reaches_model_store_or_client_when_present() -> None:
-    model = ScriptedModel([["Thanks! We wrote to ", "jane@", "example.com", " and charged ",
-                            "4111 1111 ", "1111 1111", ". Anything else?"]])
+    model = ScriptedModel(
+        [
+            [
+                "Thanks! We wrote to ",
+                "jane@",
+                "example.com",
+                " and charged ",
+                "4111 1111 ",
+                "1111 1111",
+                ". Anything else?",
+            ]
+        ]
+    )
     manager = _manager(model)
     events = await _run(manager, "I am jane@example.com, card 4111 1111 1111 1111")
     final = events[-1]
@@ -96,8 +116,10 @@ async def test_answer_without_passages_when_retrieval_fails() -> None:
     assert "No relevant article" in model.prompts[0][0].content
 
 
-@pytest.mark.parametrize(("text", "code"), [("", "empty_message"), ("  \n ", "empty_message"),
-                                            ("x" * 201, "message_too_long")])
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [("", "empty_message"), ("  \n ", "empty_message"), ("x" * 201, "message_too_long")],
+)
 async def test_bad_request_and_nothing_stored_when_text_is_unusable(text: str, code: str) -> None:
     manager = _manager(ScriptedModel([]))
     with pytest.raises(BadRequest) as caught:

@@ -13,8 +13,14 @@ def _passage(title: str, words: int) -> Passage:
 
 def test_prompt_has_system_history_question_when_it_fits() -> None:
     history = [Turn("user", "hi there"), Turn("assistant", "hello")]
-    prompt = build_prompt(company="ACME", question="refund?", passages=[_passage("Refunds", 5)],
-                          history=history, budget=10_000, count_tokens=_words)
+    prompt = build_prompt(
+        company="ACME",
+        question="refund?",
+        passages=[_passage("Refunds", 5)],
+        history=history,
+        budget=10_000,
+        count_tokens=_words,
+    )
     roles = [m.role for m in prompt.messages]
     assert roles == ["system", "user", "assistant", "user"]
     assert "ACME" in prompt.messages[0].content
@@ -24,14 +30,30 @@ def test_prompt_has_system_history_question_when_it_fits() -> None:
 
 
 def test_history_is_trimmed_oldest_first_when_over_budget() -> None:
-    history = [Turn("user", "old " * 50), Turn("assistant", "old answer " * 50),
-               Turn("user", "recent"), Turn("assistant", "recent answer")]
+    history = [
+        Turn("user", "old " * 50),
+        Turn("assistant", "old answer " * 50),
+        Turn("user", "recent"),
+        Turn("assistant", "recent answer"),
+    ]
     passages = [_passage("A", 20)]
-    full = build_prompt(company="X", question="q", passages=passages, history=history,
-                        budget=10_000, count_tokens=_words)
+    full = build_prompt(
+        company="X",
+        question="q",
+        passages=passages,
+        history=history,
+        budget=10_000,
+        count_tokens=_words,
+    )
     budget = _words(full.messages) - 100
-    prompt = build_prompt(company="X", question="q", passages=passages, history=history,
-                          budget=budget, count_tokens=_words)
+    prompt = build_prompt(
+        company="X",
+        question="q",
+        passages=passages,
+        history=history,
+        budget=budget,
+        count_tokens=_words,
+    )
     assert prompt.history_used == 2
     assert [m.content for m in prompt.messages[1:3]] == ["recent", "recent answer"]
     assert prompt.passages == passages
@@ -39,17 +61,30 @@ def test_history_is_trimmed_oldest_first_when_over_budget() -> None:
 
 def test_passages_dropped_lowest_rank_first_when_history_is_gone() -> None:
     passages = [_passage("Best", 30), _passage("Second", 30), _passage("Worst", 30)]
-    full = build_prompt(company="X", question="q", passages=passages, history=[],
-                        budget=10_000, count_tokens=_words)
-    prompt = build_prompt(company="X", question="q", passages=passages, history=[],
-                          budget=_words(full.messages) - 40, count_tokens=_words)
+    full = build_prompt(
+        company="X", question="q", passages=passages, history=[], budget=10_000, count_tokens=_words
+    )
+    prompt = build_prompt(
+        company="X",
+        question="q",
+        passages=passages,
+        history=[],
+        budget=_words(full.messages) - 40,
+        count_tokens=_words,
+    )
     assert [p.citation.title for p in prompt.passages] == ["Best"]
     assert "Worst" not in prompt.messages[0].content
 
 
 def test_system_prompt_is_never_cut_when_budget_is_tiny() -> None:
-    prompt = build_prompt(company="X", question="q", passages=[_passage("A", 10)], history=[],
-                          budget=1, count_tokens=_words)
+    prompt = build_prompt(
+        company="X",
+        question="q",
+        passages=[_passage("A", 10)],
+        history=[],
+        budget=1,
+        count_tokens=_words,
+    )
     assert prompt.passages == []
     assert NO_PASSAGES in prompt.messages[0].content
     assert "customer-support assistant of X" in prompt.messages[0].content
