@@ -1,0 +1,143 @@
+"""PolicyEngine with PatternRedactor: verdicts, storage redaction, and the worker thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from policies.engine import PolicyEngine
+from policies.pii import PatternRedactor, PresidioRedactor, Redaction
+from policies.schema import PiiPolicy, PolicyFile, default_policy_path, load_policy
+from policies.verdicts import Allow
+
+
+class ThreadRecordingRedactor(PatternRedactor):
+    """PatternRedactor that notes which thread each call ran on, and can be slowed down."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.threads: set[int] = set()
+        self.delay_s = delay_s
+
+    def warm_up(self) -> None:
+        self.threads.add(threading.get_ident())
+
+    def redact(self, text: str) -> Redaction:
+        self.threads.add(threading.get_ident())
+        time.sleep(self.delay_s)  # stands in for presidio's CPU-bound work
+        return super().redact(text)
+
+
+@pytest.fixture
+def engine() -> Iterator[PolicyEngine]:
+    engine = PolicyEngine(load_policy(default_policy_path()), PatternRedactor())
+    engine.warm_up()
+    yield engine
+    engine.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict"),
+    [
+        (
+            "Refund to 4111 1111 1111 1111 please",
+            Allow("Refund to <CREDIT_CARD> please", ("CREDIT_CARD",)),
+        ),
+        (
+            "a@b.io and c@d.io, or 2125550182",
+            Allow(
+                "<EMAIL_ADDRESS> and <EMAIL_ADDRESS>, or <PHONE_NUMBER>",
+                ("EMAIL_ADDRESS", "PHONE_NUMBER"),
+            ),
+        ),
+        ("Where is order 12345?", Allow("Where is order 12345?")),
+        ("   ", Allow("   ")),  # empty input is the caller's to refuse, not a policy verdict
+    ],
+)
+async def test_check_input_allows_redacted_text_when_called(
+    engine: PolicyEngine, text: str, verdict: Allow
+) -> None:
+    assert await engine.check_input(text) == verdict
+
+
+async def test_storage_text_is_redacted_when_stored(engine: PolicyEngine) -> None:
+    assert await engine.redact_for_storage("mail a@b.io") == "mail <EMAIL_ADDRESS>"
+
+
+async def test_output_filter_streams_redacted_text_when_fed(engine: PolicyEngine) -> None:
+    output = engine.output_filter()
+    pieces = ["Your card", " 4111 1111", " 1111 1111", " is saved.", " Bye"]
+    released = [await engine.feed(output, piece) for piece in pieces]
+    assert released == ["", "", "", "", "Your card <CREDIT_CARD> is saved. "]  # " " ends it
+    assert await engine.flush(output) == "Bye"
+
+
+def test_exposes_policy_and_fallback_when_built() -> None:
+    policy = PolicyFile(version=1)
+    engine = PolicyEngine(policy, PatternRedactor())
+    assert engine.policy is policy
+    assert engine.fallback_reply == policy.messages.fallback
+    assert engine.output_filter().held_chars == 0
+    engine.close()
+
+
+async def test_redactor_runs_on_one_worker_thread_when_called_concurrently() -> None:
+    redactor = ThreadRecordingRedactor()
+    engine = PolicyEngine(PolicyFile(version=1), redactor)
+    engine.warm_up()
+    output = engine.output_filter()
+    await asyncio.gather(
+        *(engine.check_input(f"call 212555018{i}") for i in range(10)),
+        engine.redact_for_storage("a@b.io"),
+        engine.feed(output, "Hello. "),
+        engine.flush(output),
+    )
+    engine.close()
+    assert len(redactor.threads) == 1
+    assert threading.get_ident() not in redactor.threads
+
+
+async def test_event_loop_keeps_running_when_redaction_is_slow() -> None:
+    engine = PolicyEngine(PolicyFile(version=1), ThreadRecordingRedactor(delay_s=0.3))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await engine.check_input("a@b.io")
+    task.cancel()
+    engine.close()
+    assert ticks >= 10  # the loop ran the ticker while the redactor worked
+
+
+async def test_calls_fail_when_engine_is_closed(engine: PolicyEngine) -> None:
+    engine.close()
+    with pytest.raises(RuntimeError):
+        await engine.check_input("hello")
+
+
+def test_from_file_loads_default_without_loading_presidio_when_path_is_none() -> None:
+    started = time.perf_counter()
+    engine = PolicyEngine.from_file(None)
+    assert time.perf_counter() - started < 1.0  # cheap: presidio loads in warm_up()
+    assert engine.policy == load_policy(default_policy_path())
+    engine.close()
+
+
+def test_presidio_refuses_to_redact_when_not_warmed_up() -> None:
+    with pytest.raises(RuntimeError, match="warm_up"):
+        PresidioRedactor(PiiPolicy()).redact("John Smith")
+
+
+def test_presidio_passes_text_through_when_pii_is_disabled() -> None:
+    redactor = PresidioRedactor(PiiPolicy(enabled=False))
+    redactor.warm_up()  # nothing to load when disabled
+    assert redactor.redact("John Smith, a@b.io").text == "John Smith, a@b.io"
