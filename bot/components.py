@@ -41,16 +41,24 @@ class Components:
         )
 
     async def start(self) -> None:
-        """Connect the store and warm up every stage (in parallel threads)."""
+        """Connect the store and warm up every stage.
+
+        presidio/spaCy loads beside the torch models; the embedder and the LLM load one after
+        the other, because transformers switches torch's process-wide default dtype while it
+        builds a model, and a model built at the same time in another thread picks it up.
+        """
         began = time.perf_counter()
         await self.store.start()
         await asyncio.gather(
             asyncio.to_thread(self.policies.warm_up),
-            asyncio.to_thread(self._warm_knowledge),
-            asyncio.to_thread(self.llm.warm_up),
+            asyncio.to_thread(self._warm_torch_models),
         )
         self.started_s = time.perf_counter() - began
         log.info("ready in %.1fs", self.started_s)
+
+    def _warm_torch_models(self) -> None:
+        self._warm_knowledge()
+        self.llm.warm_up()
 
     def _warm_knowledge(self) -> None:
         # A missing index degrades answers (no passages) but must not stop the service.
