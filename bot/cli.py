@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from bot.errors import ConfigError, SwitchboardError
 from bot.settings import Settings
@@ -30,8 +31,11 @@ app.add_typer(policy_app, name="policy")
 def _settings() -> Settings:
     try:
         return Settings()
-    except ValueError as exc:
-        typer.secho(f"invalid settings: {exc}", fg="red", err=True)
+    except ValidationError as exc:
+        # Values are left out: a setting such as the Redis URL may carry a password.
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "SWITCHBOARD_" + "__".join(str(part) for part in error["loc"]).upper()
+            typer.secho(f"invalid setting {name}: {error['msg']}", fg="red", err=True)
         raise typer.Exit(2) from exc
 
 
@@ -39,6 +43,24 @@ def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def _check_store(settings: Settings) -> None:
+    """Fail before loading anything when the configured Redis cannot be reached."""
+    from bot.components import build_store
+
+    async def check() -> None:
+        store = build_store(settings)
+        try:
+            await store.start()
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(check())
+    except SwitchboardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -53,6 +75,7 @@ def serve(
 
     settings = _settings()
     _logging(settings.log_level)
+    _check_store(settings)
     app_ = create_app(settings)
     uvicorn.run(
         app_,
