@@ -11,10 +11,11 @@ ends the turn with an error (`StoreUnavailable`), because then nothing could be 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from bot.errors import BadRequest, ConversationNotFound, ModelError
 from bot.llm.base import ChatMessage, GenerationParams, LanguageModel
@@ -130,7 +131,7 @@ class ConversationManager:
             answer = Turn("assistant", "".join(parts).strip(), citations=_cite(prompt.passages))
             await self.store.append(session.id, [answer])
             record.total_s = time.perf_counter() - started
-            audit.info("turn", extra={"audit": record})
+            audit.info("turn %s", json.dumps(asdict(record)))
             yield self._final(session, answer, message)
 
     async def _retrieve(self, question: str, record: _TurnAudit) -> list[Passage]:

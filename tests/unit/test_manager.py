@@ -6,6 +6,8 @@ test_default_model.py.
 
 from __future__ import annotations
 
+import json
+import logging
 from contextlib import aclosing
 
 import pytest
@@ -61,7 +63,10 @@ async def test_tokens_then_final_message_with_citations_when_answered() -> None:
     assert "30 days" in model.prompts[0][0].content  # passages reached the system prompt
 
 
-async def test_pii_never_reaches_model_store_or_client_when_present() -> None:
+async def test_pii_never_reaches_model_store_client_or_logs_when_present(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
     model = ScriptedModel(
         [
             [
@@ -81,10 +86,15 @@ async def test_pii_never_reaches_model_store_or_client_when_present() -> None:
     assert isinstance(final, Message)
     streamed = "".join(e.text for e in events if isinstance(e, Token))
     stored = await manager.store.history(final.conversation_id)
-    seen = streamed + final.text + repr(stored) + repr(model.prompts)
+    logs = "\n".join(record.getMessage() for record in caplog.records)
+    seen = streamed + final.text + repr(stored) + repr(model.prompts) + logs
     for secret in ("jane@", "example.com", "4111"):
         assert secret not in seen
     assert stored[0].text == "I am <EMAIL_ADDRESS>, card <CREDIT_CARD>"
+    [turn_log] = [r.getMessage() for r in caplog.records if r.name == "switchboard.audit"]
+    audit = json.loads(turn_log.removeprefix("turn "))
+    assert audit["conversation_id"] == final.conversation_id
+    assert sorted(audit["pii_in"]) == ["CREDIT_CARD", "EMAIL_ADDRESS"]
 
 
 async def test_history_reaches_model_when_conversation_continues() -> None:
