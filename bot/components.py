@@ -84,7 +84,7 @@ def build_store(settings: Settings) -> SessionStore:
 
 def build_components(settings: Settings) -> Components:
     """The production stages for `settings` (nothing heavy is loaded yet)."""
-    from bot.llm.transformers_engine import TransformersEngine
+    from bot.llm.factory import build_language_model
     from knowledge.embeddings import MiniLMEmbedder
     from knowledge.retriever import DenseRetriever
 
@@ -97,5 +97,5 @@ def build_components(settings: Settings) -> Components:
             MiniLMEmbedder(settings.knowledge.embedding_model),
             min_score=settings.knowledge.min_score,
         ),
-        llm=TransformersEngine(settings.llm, settings.model_cache_dir),
+        llm=build_language_model(settings),
     )

@@ -157,6 +157,8 @@ class ConversationManager:
                         record.first_token_s = time.perf_counter() - started
                     yield Token(safe)
             if tail := await self.policies.flush(output):
+                if record.first_token_s is None:
+                    record.first_token_s = time.perf_counter() - started
                 yield Token(tail)
         except ModelError as exc:
             log.warning("model failed (%s); sending the fallback reply", exc.message)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
@@ -41,6 +41,51 @@ class LLMSettings(BaseModel):
         None, description="Where the converted default model is cached (default: DATA_DIR/models)."
     )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's).")
+    # A remote OpenAI-compatible server (vLLM, TGI, llama.cpp) instead of the in-process model;
+    # `model` is then the model name sent to that server.
+    engine: Literal["local", "openai"] = Field(
+        "local", description="local: transformers in-process; openai: a remote server."
+    )
+    base_url: str | None = Field(
+        None,
+        validate_default=True,
+        description="The server's OpenAI API root, e.g. http://vllm:8000/v1 (engine openai).",
+    )
+    api_key: SecretStr | None = Field(None, description="Sent as 'Authorization: Bearer'.")
+    tokenizer: str | None = Field(
+        None,
+        description="Hugging Face tokenizer dir or id for exact prompt budgets (engine openai); "
+        "unset: estimated from characters.",
+    )
+    connect_timeout_s: float = Field(5.0, gt=0, description="Connecting to the model server.")
+    read_timeout_s: float = Field(
+        60.0, gt=0, description="Longest wait for the server's next chunk (or first token)."
+    )
+    retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed request, only before the first token."
+    )
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _base_url(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and not value.strip():
+            value = None  # SWITCHBOARD_LLM__BASE_URL= (empty) means unset
+        if value is None:
+            if info.data.get("engine") == "openai":
+                raise ValueError(
+                    "is required when the engine is 'openai' (e.g. http://vllm:8000/v1)"
+                )
+            return None
+        if isinstance(value, str):
+            if not value.startswith(("http://", "https://")):
+                raise ValueError("must start with http:// or https://")
+            return value.rstrip("/")
+        return value
+
+    @field_validator("api_key", "tokenizer", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class KnowledgeSettings(BaseModel):
