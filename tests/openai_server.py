@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +31,7 @@ class Behaviour:
 
     fail_first: int = 0  # answer this many chat requests with 503 first
     die_after_chunks: int | None = None  # drop the connection after this many content chunks
+    die_cleanly: bool = False  # ...or end the body properly there, without [DONE]
     chunk_delay_s: float = 0.0  # wait before each content chunk
     api_key: str | None = None  # require "Authorization: Bearer <api_key>"
     max_tokens_limit: int = 4096  # a larger max_tokens is refused with 400, like vLLM
@@ -45,6 +47,7 @@ class RecordedRequest:
     chunks_sent: int = 0
     completed: bool = False
     disconnected: bool = False  # the client went away before the answer ended
+    ended: threading.Event = field(default_factory=threading.Event)  # set from the server thread
 
 
 class _DropConnection(Exception):
@@ -77,6 +80,13 @@ class OpenAIServer:
         self._chat_requests = 0
         self.app = self._build_app()
         self.live = LiveServer(self.app)
+
+    def reset(self, model: LanguageModel | None = None) -> None:
+        """Forget past requests and knobs (and switch to `model`), for a shared server."""
+        self.model = model or self.model
+        self.behaviour = Behaviour()
+        self.requests.clear()
+        self._chat_requests = 0
 
     @property
     def base_url(self) -> str:
@@ -153,6 +163,8 @@ class OpenAIServer:
             async with aclosing(self.model.stream(messages, params)) as pieces:
                 async for piece in pieces:
                     if record.chunks_sent == behaviour.die_after_chunks:
+                        if behaviour.die_cleanly:
+                            return
                         raise _DropConnection("dropping the connection mid-stream (test knob)")
                     if behaviour.chunk_delay_s:
                         await asyncio.sleep(behaviour.chunk_delay_s)
@@ -165,6 +177,8 @@ class OpenAIServer:
         except (asyncio.CancelledError, GeneratorExit):
             record.disconnected = True  # starlette cancels the response when the client goes
             raise
+        finally:
+            record.ended.set()
 
 
 @contextmanager

@@ -93,8 +93,8 @@ class OpenAIEngine:
                     )
             if time.monotonic() + delay > deadline:
                 raise ModelError(
-                    f"the model server at {url} is unreachable after "
-                    f"{self._warm_up_wait_s:.0f}s ({problem})"
+                    f"the model server at {url} did not answer within "
+                    f"{self._warm_up_wait_s:g}s (last: {problem})"
                 )
             log.info("model server at %s not ready (%s); retrying", url, problem)
             time.sleep(delay)
@@ -122,7 +122,12 @@ class OpenAIEngine:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self._settings.tokenizer)
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self._settings.tokenizer)
+            except (OSError, ValueError) as exc:
+                raise ConfigError(
+                    f"cannot load SWITCHBOARD_LLM__TOKENIZER {self._settings.tokenizer!r}: {exc}"
+                ) from exc
         return self._tokenizer
 
     def ready(self) -> bool:
@@ -196,13 +201,29 @@ class OpenAIEngine:
             raise ModelError(f"generation timed out after {timeout_s:g}s") from None
         except _RETRYABLE_ERRORS as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.ReadTimeout:
+            raise ModelError(self._silent()) from None
         except httpx.HTTPError as exc:
-            raise ModelError(f"cannot reach the model server: {exc}") from exc
+            problem = f"{type(exc).__name__}: {exc}"
+            raise ModelError(
+                f"cannot use the model server at {self._base_url} ({problem})"
+            ) from exc
         # Closing the response drops the connection: that is how the server learns to stop.
         try:
             await self._check_status(response, deadline)
-            lines, decoder = response.aiter_lines(), SSEDecoder()
-            finish_reason: str | None = None
+            async with aclosing(self._read(response, deadline, timeout_s)) as pieces:
+                async for piece in pieces:
+                    yield piece
+        finally:
+            await response.aclose()
+
+    async def _read(
+        self, response: httpx.Response, deadline: float, timeout_s: float
+    ) -> AsyncGenerator[str, None]:
+        """The text pieces of an event stream, up to [DONE] (or the end of a finished answer)."""
+        lines, decoder = response.aiter_lines(), SSEDecoder()
+        finish_reason: str | None = None
+        try:
             while (line := await self._next_line(lines, deadline, timeout_s)) is not None:
                 if (data := decoder.feed(line)) is None:
                     continue
@@ -212,13 +233,15 @@ class OpenAIEngine:
                 if chunk.done:
                     return
                 finish_reason = chunk.finish_reason or finish_reason
-            # The end of the body without [DONE] is only an answer if it said it had finished.
-            if (data := decoder.flush()) is not None and parse_chunk(data).done:
-                return
+        except _Retryable:
             if finish_reason is None:
-                raise _Retryable("the stream ended without [DONE]")
-        finally:
-            await response.aclose()
+                raise
+            return  # the answer had finished; only [DONE] was lost
+        # The end of the body without [DONE] is only an answer if it said it had finished.
+        if (data := decoder.flush()) is not None and parse_chunk(data).done:
+            return
+        if finish_reason is None:
+            raise _Retryable("the stream ended without [DONE]")
 
     async def _next_line(
         self, lines: AsyncIterator[str], deadline: float, timeout_s: float
@@ -232,10 +255,14 @@ class OpenAIEngine:
         except TimeoutError:
             raise ModelError(f"generation timed out after {timeout_s:g}s") from None
         except httpx.ReadTimeout:
-            wait = self._settings.read_timeout_s
-            raise ModelError(f"the model server sent nothing for {wait:g}s") from None
+            raise ModelError(self._silent()) from None
         except _RETRYABLE_ERRORS as exc:
             raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise ModelError(f"reading the model server's answer failed: {exc}") from exc
+
+    def _silent(self) -> str:
+        return f"the model server sent nothing for {self._settings.read_timeout_s:g}s"
 
     async def _check_status(self, response: httpx.Response, deadline: float) -> None:
         if response.status_code == 200:

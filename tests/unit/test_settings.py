@@ -1,0 +1,81 @@
+"""Settings validation of the remote-engine fields, through the environment as users set them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from bot.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A developer's .env or exported settings must not leak into these tests.
+    monkeypatch.chdir(tmp_path)
+    for name in os.environ:
+        if name.startswith("SWITCHBOARD_"):
+            monkeypatch.delenv(name)
+
+
+def test_refused_naming_base_url_when_openai_engine_has_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_LLM__ENGINE", "openai")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    [error] = caught.value.errors()
+    assert error["loc"] == ("llm", "base_url")  # the CLI prints SWITCHBOARD_LLM__BASE_URL
+    assert "required when the engine is 'openai'" in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, ("local", None)),
+        ({"SWITCHBOARD_LLM__BASE_URL": "http://vllm:8000/v1"}, ("local", "http://vllm:8000/v1")),
+        (
+            {"SWITCHBOARD_LLM__ENGINE": "openai", "SWITCHBOARD_LLM__BASE_URL": "http://h:1/v1/"},
+            ("openai", "http://h:1/v1"),
+        ),
+        ({"SWITCHBOARD_LLM__BASE_URL": ""}, ("local", None)),
+    ],
+)
+def test_engine_and_base_url_accepted_when_consistent(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: tuple[str, str | None]
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert (settings.llm.engine, settings.llm.base_url) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SWITCHBOARD_LLM__BASE_URL", "vllm:8000/v1"),
+        ("SWITCHBOARD_LLM__ENGINE", "vllm"),
+        ("SWITCHBOARD_LLM__RETRIES", "-1"),
+        ("SWITCHBOARD_LLM__READ_TIMEOUT_S", "0"),
+    ],
+)
+def test_refused_when_remote_setting_is_invalid(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    locs = ["SWITCHBOARD_" + "__".join(map(str, e["loc"])).upper() for e in caught.value.errors()]
+    assert locs == [name]
+
+
+def test_api_key_is_secret_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHBOARD_LLM__API_KEY", "sk-very-secret")
+    settings = Settings()
+    assert settings.llm.api_key is not None
+    assert settings.llm.api_key.get_secret_value() == "sk-very-secret"
+    assert "sk-very-secret" not in repr(settings)
+    monkeypatch.setenv("SWITCHBOARD_LLM__API_KEY", "")
+    assert Settings().llm.api_key is None
