@@ -23,6 +23,7 @@ class GenerationParams:
     max_new_tokens: int = 256
     temperature: float = 0.0
     timeout_s: float = 120.0
+    ignore_eos: bool = False  # benchmarks only: always produce max_new_tokens
 
 
 class LanguageModel(Protocol):

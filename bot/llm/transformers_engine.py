@@ -1,10 +1,20 @@
-"""`TransformersEngine`: an in-process transformers model that streams tokens.
+"""`TransformersEngine`: an in-process transformers model serving many conversations at once.
 
-This first engine runs one generation at a time (requests wait their turn on a lock);
-the batching engine replaces the scheduling, not this interface. Generation runs in a
-worker thread; text comes back to the event loop through an asyncio queue, and a
-stopping criterion checks a cancel flag and the deadline at every decoding step, so a
-consumer that goes away stops the model within one step.
+One scheduler thread per engine runs continuous (iteration-level) batching on the model's
+forward pass:
+
+- a request enters a bounded queue (full: `Busy`, at once);
+- between two decoding steps, waiting requests are prefilled one by one and their KV cache
+  is merged into the running batch (left-padded to a common length, an attention mask
+  marks the padding, position ids count only real tokens);
+- one forward pass decodes the next token of every running request;
+- a request that ends (end of sequence, `max_new_tokens`, its deadline, or its consumer
+  went away) leaves the batch at once; fully padded cache columns are dropped.
+
+Tokens go back to each request's own consumer through an asyncio queue. With greedy
+decoding and fp32 weights, batched answers equal unbatched ones (tested). Dynamic int8
+quantization scales activations per tensor, i.e. across the batch, so int8 answers can
+differ slightly with the batch's company; `bench/llm.py` checks the answers stay right.
 """
 
 from __future__ import annotations
@@ -13,12 +23,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ModelError
+from bot.errors import Busy, ModelError
 from bot.llm.base import ChatMessage, GenerationParams
 from bot.settings import DEFAULT_MODEL, LLMSettings
 
@@ -36,24 +47,122 @@ def resolve_model_path(settings: LLMSettings, cache_dir: Path) -> str:
     return settings.model
 
 
-def _pick_device_and_dtype(settings: LLMSettings) -> tuple[str, Any]:
+def pick_device_and_dtype(settings: LLMSettings) -> tuple[str, Any, bool]:
+    """(device, torch dtype, int8-quantize?) for the settings and this machine."""
     import torch
 
     device = settings.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if settings.dtype != "auto":
-        return device, getattr(torch, settings.dtype)
-    if device == "cuda":
-        return device, torch.bfloat16
-    # bf16 on CPU is ~3x faster to first token than fp32 where the CPU has native bf16
-    # (AVX512-BF16/AMX), with the same answers; elsewhere it is emulated and slow.
-    native_bf16 = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)())
-    return device, torch.bfloat16 if native_bf16 else torch.float32
+        dtype = getattr(torch, settings.dtype)
+    else:
+        # On CPU, fp32 measured faster than bf16 even where bf16 is native (AVX512-BF16).
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    # int8 decodes ~2.2x faster on CPU but changed demo answers (bench/llm.py's answer check,
+    # tests/integration/test_default_model.py): opt-in only, "auto" means none.
+    quantize = settings.quantization == "int8"
+    if quantize and device != "cpu":
+        raise ModelError("int8 quantization is for the CPU; on CUDA use quantization=none")
+    return device, dtype, quantize
+
+
+@dataclass
+class EngineStats:
+    """What the engine is doing, for metrics."""
+
+    queue_depth: int = 0
+    batch_size: int = 0
+    requests_total: int = 0
+    rejected_total: int = 0
+    tokens_total: int = 0
+    steps_total: int = 0
+    last_ttft_s: float = 0.0
+    decode_tokens_per_s: float = 0.0  # aggregate over the batch, smoothed
+
+
+@dataclass(eq=False)
+class _Request:
+    prompt: list[int]
+    params: GenerationParams
+    deadline: float
+    loop: asyncio.AbstractEventLoop
+    out: asyncio.Queue[object]
+    submitted: float = field(default_factory=time.perf_counter)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    generated: list[int] = field(default_factory=list)
+    sent_chars: int = 0
+    timed_out: bool = False
+
+    def put(self, item: object) -> None:
+        self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+
+class _Batch:
+    """The running requests and their merged, left-padded KV cache."""
+
+    def __init__(self) -> None:
+        self.requests: list[_Request] = []
+        self.cache: Any = None
+        self.mask: Any = None  # [B, T] 1 for real tokens, 0 for left padding
+        self.last: Any = None  # [B, 1] the token each request feeds next
+
+    def __len__(self) -> int:
+        return len(self.requests)
+
+    def add(self, request: _Request, cache: Any, first_token: int) -> None:
+        import torch
+
+        length = cache.get_seq_length()
+        token = torch.tensor([[first_token]], device=self._device(cache))
+        mask = torch.ones((1, length), dtype=torch.long, device=token.device)
+        if not self.requests:
+            self.requests, self.cache, self.mask, self.last = [request], cache, mask, token
+            return
+        width = self.mask.shape[1]
+        if length < width:
+            _left_pad(cache, width - length)
+            mask = torch.nn.functional.pad(mask, (width - length, 0))
+        elif length > width:
+            _left_pad(self.cache, length - width)
+            self.mask = torch.nn.functional.pad(self.mask, (length - width, 0))
+        for mine, theirs in zip(self.cache.layers, cache.layers, strict=True):
+            mine.keys = torch.cat([mine.keys, theirs.keys])
+            mine.values = torch.cat([mine.values, theirs.values])
+        self.mask = torch.cat([self.mask, mask])
+        self.last = torch.cat([self.last, token])
+        self.requests.append(request)
+
+    def keep(self, rows: list[int]) -> None:
+        import torch
+
+        index = torch.tensor(rows, device=self.mask.device)
+        self.requests = [self.requests[i] for i in rows]
+        self.mask = self.mask.index_select(0, index)
+        self.last = self.last.index_select(0, index)
+        # Columns that are padding in every remaining row are dead weight: drop them.
+        used = self.mask.any(dim=0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        self.mask = self.mask[:, start:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[:, :, start:]
+            layer.values = layer.values.index_select(0, index)[:, :, start:]
+
+    @staticmethod
+    def _device(cache: Any) -> Any:
+        return cache.layers[0].keys.device
+
+
+def _left_pad(cache: Any, columns: int) -> None:
+    import torch
+
+    for layer in cache.layers:
+        layer.keys = torch.nn.functional.pad(layer.keys, (0, 0, columns, 0))
+        layer.values = torch.nn.functional.pad(layer.values, (0, 0, columns, 0))
 
 
 class TransformersEngine:
-    """A Hugging Face causal LM run in-process; CUDA + bf16 when present, CPU otherwise."""
+    """A Hugging Face causal LM run in-process with continuous batching."""
 
     def __init__(self, settings: LLMSettings, cache_dir: Path) -> None:
         self._settings = settings
@@ -62,9 +171,15 @@ class TransformersEngine:
         self._model: Any = None
         self._tokenizer: Any = None
         self._device = "cpu"
-        self._lock = asyncio.Lock()
-        # One worker: torch already uses every core for one generation.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm")
+        self._eos: set[int] = set()
+        self._waiting: deque[_Request] = deque()
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._batch = _Batch()
+        self.stats = EngineStats()
+
+    # -- life cycle ---------------------------------------------------------------------------
 
     def warm_up(self) -> None:
         import torch
@@ -73,22 +188,49 @@ class TransformersEngine:
         if self._settings.threads:
             torch.set_num_threads(self._settings.threads)
         path = resolve_model_path(self._settings, self._cache_dir)
-        device, dtype = _pick_device_and_dtype(self._settings)
+        device, dtype, quantize = pick_device_and_dtype(self._settings)
         started = time.perf_counter()
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-        self._model = model.to(device).eval()
+        model = model.to(device).eval()
+        if quantize:
+            model = _quantize_int8(model)
+        self._model = model
         self._device = device
+        self._eos = _eos_ids(model, self._tokenizer)
+        self._warm_kernels()
+        self._thread = threading.Thread(target=self._run, name="llm-scheduler", daemon=True)
+        self._thread.start()
         log.info(
-            "model %s loaded on %s (%s) in %.1fs",
+            "model %s loaded on %s (%s%s) in %.1fs; batches of up to %d, queue %d",
             self.name,
             device,
             str(dtype).removeprefix("torch."),
+            ", int8 linear layers" if quantize else "",
             time.perf_counter() - started,
+            self._settings.max_batch_size,
+            self._settings.max_queue,
         )
 
+    def _warm_kernels(self) -> None:
+        """One tiny prefill + decode, so the first customer does not pay for kernel set-up."""
+        import torch
+
+        ids = self._template([ChatMessage("user", "hi")])
+        with torch.inference_mode():
+            self._prefill(ids)
+
     def ready(self) -> bool:
-        return self._model is not None
+        return self._model is not None and self._thread is not None and self._thread.is_alive()
+
+    async def close(self) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 30)
+
+    # -- the protocol -----------------------------------------------------------------------
 
     def _template(self, messages: Sequence[ChatMessage]) -> list[int]:
         chat = [{"role": m.role, "content": m.content} for m in messages]
@@ -103,73 +245,192 @@ class TransformersEngine:
     async def stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
     ) -> AsyncGenerator[str, None]:
-        if self._model is None:
+        if not self.ready():
             raise ModelError("the model is not loaded yet")
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        cancel = threading.Event()
-        deadline = time.monotonic() + params.timeout_s
-        async with self._lock:
-            job = loop.run_in_executor(
-                self._executor, self._generate, messages, params, queue, loop, cancel, deadline
-            )
-            try:
-                while (item := await queue.get()) is not _DONE:
-                    if isinstance(item, BaseException):
-                        raise ModelError(f"generation failed: {item}") from item
-                    yield str(item)
-                if time.monotonic() > deadline:
-                    raise ModelError(f"generation timed out after {params.timeout_s:.0f}s")
-            finally:
-                cancel.set()
-                # Hold the lock until the worker has really stopped.
-                await asyncio.shield(job)
-
-    def _generate(
-        self,
-        messages: Sequence[ChatMessage],
-        params: GenerationParams,
-        queue: asyncio.Queue[object],
-        loop: asyncio.AbstractEventLoop,
-        cancel: threading.Event,
-        deadline: float,
-    ) -> None:
-        import torch
-        from transformers import StoppingCriteria, StoppingCriteriaList, TextStreamer
-
-        def put(item: object) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-        class _Streamer(TextStreamer):
-            def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
-                if text:
-                    put(text)
-
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                stop = cancel.is_set() or time.monotonic() > deadline
-                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool)
-
+        request = _Request(
+            prompt=self._template(messages),
+            params=params,
+            deadline=time.monotonic() + params.timeout_s,
+            loop=asyncio.get_running_loop(),
+            out=asyncio.Queue(),
+        )
+        self._submit(request)
         try:
-            ids = torch.tensor([self._template(messages)], device=self._device)
-            sampling: dict[str, Any] = {"do_sample": False}
-            if params.temperature > 0:
-                sampling = {"do_sample": True, "temperature": params.temperature}
-            with torch.inference_mode():
-                self._model.generate(
-                    input_ids=ids,
-                    attention_mask=torch.ones_like(ids),
-                    max_new_tokens=params.max_new_tokens,
-                    streamer=_Streamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True),
-                    stopping_criteria=StoppingCriteriaList([_Stop()]),
-                    pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
-                    **sampling,
-                )
-        except Exception as exc:  # reported to the consumer as a ModelError
-            log.exception("generation failed")
-            put(exc)
+            while (item := await request.out.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise ModelError(f"generation failed: {item}") from item
+                yield str(item)
+            if request.timed_out:
+                raise ModelError(f"generation timed out after {params.timeout_s:.0f}s")
         finally:
-            put(_DONE)
+            # The consumer went away (or finished): the scheduler drops it at the next step.
+            request.cancelled.set()
 
-    async def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    def _submit(self, request: _Request) -> None:
+        with self._wake:
+            if len(self._waiting) >= self._settings.max_queue + max(
+                0, self._settings.max_batch_size - len(self._batch)
+            ):
+                self.stats.rejected_total += 1
+                raise Busy("the assistant is busy with other customers; try again in a moment")
+            self._waiting.append(request)
+            self.stats.requests_total += 1
+            self.stats.queue_depth = len(self._waiting)
+            self._wake.notify()
+
+    # -- the scheduler thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        import torch
+
+        with torch.inference_mode():
+            while True:
+                with self._wake:
+                    while not self._stopping and not self._waiting and not self._batch:
+                        self._wake.wait()
+                    if self._stopping:
+                        break
+                try:
+                    self._admit()
+                    if self._batch:
+                        self._step()
+                except Exception as exc:  # a broken step fails its requests, not the engine
+                    log.exception("generation step failed")
+                    for request in self._batch.requests:
+                        request.put(exc)
+                        request.put(_DONE)
+                    self._batch = _Batch()
+        for request in [*self._batch.requests, *self._waiting]:
+            request.put(ModelError("the model is shutting down"))
+            request.put(_DONE)
+
+    def _admit(self) -> None:
+        while len(self._batch) < self._settings.max_batch_size:
+            with self._wake:
+                if not self._waiting:
+                    return
+                request = self._waiting.popleft()
+                self.stats.queue_depth = len(self._waiting)
+            if request.cancelled.is_set():
+                request.put(_DONE)
+                continue
+            if time.monotonic() > request.deadline:  # waited out its whole time in the queue
+                request.timed_out = True
+                request.put(_DONE)
+                continue
+            try:
+                cache, logits = self._prefill(request.prompt)
+            except Exception as exc:
+                log.exception("prefill failed")
+                request.put(exc)
+                request.put(_DONE)
+                continue
+            token = self._choose(logits, [request])[0]
+            self.stats.last_ttft_s = time.perf_counter() - request.submitted
+            if self._emit(request, token):
+                self._batch.add(request, cache, token)
+            self.stats.batch_size = len(self._batch)
+
+    def _prefill(self, prompt: list[int]) -> tuple[Any, Any]:
+        import torch
+        from transformers import DynamicCache
+
+        ids = torch.tensor([prompt], device=self._device)
+        cache = DynamicCache()
+        out = self._model(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return cache, out.logits[:, -1, :]  # the cache was filled in place
+
+    def _step(self) -> None:
+        import torch
+
+        batch = self._batch
+        started = time.perf_counter()
+        mask = torch.cat([batch.mask, torch.ones_like(batch.last)], dim=1)
+        positions = mask.sum(dim=1, keepdim=True) - 1
+        out = self._model(
+            input_ids=batch.last,
+            attention_mask=mask,
+            position_ids=positions,
+            cache=batch.cache,
+            use_cache=True,
+        )
+        batch.mask = mask  # the cache grew in place
+        tokens = self._choose(out.logits[:, -1, :], batch.requests)
+        batch.last = torch.tensor([[t] for t in tokens], device=batch.last.device)
+        keep = [
+            i
+            for i, (r, t) in enumerate(zip(batch.requests, tokens, strict=True))
+            if self._emit(r, t)
+        ]
+        elapsed = time.perf_counter() - started
+        stats = self.stats
+        stats.steps_total += 1
+        stats.tokens_total += len(tokens)
+        rate = len(tokens) / elapsed if elapsed > 0 else 0.0
+        stats.decode_tokens_per_s = (
+            rate if stats.steps_total == 1 else (0.9 * stats.decode_tokens_per_s + 0.1 * rate)
+        )
+        if not keep:
+            self._batch = _Batch()
+        elif len(keep) < len(batch):
+            batch.keep(keep)
+        stats.batch_size = len(self._batch)
+
+    def _choose(self, logits: Any, requests: list[_Request]) -> list[int]:
+        import torch
+
+        greedy = logits.argmax(dim=-1)
+        chosen = greedy.tolist()
+        for row, request in enumerate(requests):
+            if request.params.temperature > 0:
+                probs = torch.softmax(logits[row].float() / request.params.temperature, dim=-1)
+                chosen[row] = int(torch.multinomial(probs, 1))
+        return [int(t) for t in chosen]
+
+    def _emit(self, request: _Request, token: int) -> bool:
+        """Send the token's text to the consumer; False when the request is finished."""
+        if request.cancelled.is_set():
+            request.put(_DONE)
+            return False
+        finished = token in self._eos and not request.params.ignore_eos
+        if not finished:
+            request.generated.append(token)
+        if time.monotonic() > request.deadline:
+            request.timed_out = finished = True
+        finished = finished or len(request.generated) >= request.params.max_new_tokens
+        text = self._tokenizer.decode(request.generated, skip_special_tokens=True)
+        # Hold back an incomplete multi-byte character until its next piece (or the end).
+        if (finished or not text.endswith("\ufffd")) and len(text) > request.sent_chars:
+            request.put(text[request.sent_chars :])
+            request.sent_chars = len(text)
+        if finished:
+            request.put(_DONE)
+        return not finished
+
+
+def _quantize_int8(model: Any) -> Any:
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice, not actionable here
+        return torch.ao.quantization.quantize_dynamic(  # type: ignore[no-untyped-call]
+            model, {torch.nn.Linear}, dtype=torch.qint8
+        )
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, list):
+            ids.update(int(v) for v in value)
+    return ids
