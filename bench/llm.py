@@ -210,7 +210,7 @@ async def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--levels", default="1,4,8,16")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--quantization", default="none", choices=["auto", "none", "int8"])
+    parser.add_argument("--quantization", default="none", choices=["none", "int8"])
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json-out", type=Path, help="write results.json into this folder")
     args = parser.parse_args()
@@ -226,7 +226,7 @@ async def main() -> None:
     engine = TransformersEngine(llm, settings.model_cache_dir)
     started = time.perf_counter()
     await asyncio.to_thread(engine.warm_up)
-    print(f"engine ready in {time.perf_counter() - started:.1f}s on {engine._device}", flush=True)
+    print(f"engine ready in {time.perf_counter() - started:.1f}s on {engine.device}", flush=True)
     prompts = load_prompts(engine, args.prompts)
     sizes = [engine.count_tokens(p) for p in prompts]
     print(
@@ -248,7 +248,7 @@ async def main() -> None:
     await engine.close()
     result: dict[str, Any] = {
         "machine": platform.processor() or platform.machine(),
-        "device": engine._device,
+        "device": engine.device,
         "prompt_tokens": {"min": min(sizes), "max": max(sizes)},
         "new_tokens": args.new_tokens,
         "batching": rows,
@@ -256,7 +256,7 @@ async def main() -> None:
     base_answers: list[str] = []
     if not args.skip_baseline:
         path = resolve_model_path(llm, settings.model_cache_dir)
-        device = engine._device
+        device = engine.device
         model, tokenizer, base = baseline(path, device, prompts, args.new_tokens)
         result["baseline"] = base
         print(

@@ -150,23 +150,26 @@ class ConversationManager:
         llm = self._settings.llm
         params = GenerationParams(llm.max_new_tokens, llm.temperature, llm.timeout_s)
         output = self.policies.output_filter()
+
+        def release(text: str) -> Token:
+            if record.first_token_s is None:  # the customer sees the first words now
+                record.first_token_s = time.perf_counter() - started
+            return Token(text)
+
         try:
             async for piece in self.llm.stream(messages, params):
                 if safe := await self.policies.feed(output, piece):
-                    if record.first_token_s is None:
-                        record.first_token_s = time.perf_counter() - started
-                    yield Token(safe)
+                    yield release(safe)
             if tail := await self.policies.flush(output):
-                if record.first_token_s is None:
-                    record.first_token_s = time.perf_counter() - started
-                yield Token(tail)
+                yield release(tail)
         except ModelError as exc:
             log.warning("model failed (%s); sending the fallback reply", exc.message)
             record.model_error = exc.code
             if tail := await self.policies.flush(output):
-                yield Token(tail)
+                yield release(tail)
+            said = record.first_token_s is not None
             yield Notice("model_unavailable", "The assistant could not finish this answer.")
-            yield Token(("\n\n" if record.first_token_s else "") + self.policies.fallback_reply)
+            yield release(("\n\n" if said else "") + self.policies.fallback_reply)
 
     @staticmethod
     def _final(session: Session, turn: Turn, message: InboundMessage) -> Message:

@@ -33,10 +33,10 @@ class LLMSettings(BaseModel):
         description="auto: bfloat16 on CUDA, float32 on CPU (measured: bf16 decodes ~3x slower "
         "than fp32 on CPU even with AVX512-BF16/AMX).",
     )
-    quantization: Literal["auto", "none", "int8"] = Field(
-        "auto",
+    quantization: Literal["none", "int8"] = Field(
+        "none",
         description="int8: dynamic int8 quantization of the Linear layers (CPU only; ~2.2x "
-        "faster decode, ~2x faster prefill, but it changed some answers). auto: none.",
+        "faster decode, ~2x faster prefill, but it changed some answers, so it is opt-in).",
     )
     max_batch_size: int = Field(
         8, ge=1, le=256, description="Most conversations decoded together in one batch."
@@ -81,8 +81,6 @@ class LLMSettings(BaseModel):
     @field_validator("base_url", mode="before")
     @classmethod
     def _base_url(cls, value: object, info: ValidationInfo) -> object:
-        if isinstance(value, str) and not value.strip():
-            value = None  # SWITCHBOARD_LLM__BASE_URL= (empty) means unset
         if value is None:
             if info.data.get("engine") == "openai":
                 raise ValueError(
@@ -94,11 +92,6 @@ class LLMSettings(BaseModel):
                 raise ValueError("must start with http:// or https://")
             return value.rstrip("/")
         return value
-
-    @field_validator("api_key", "tokenizer", mode="before")
-    @classmethod
-    def _empty_is_unset(cls, value: object) -> object:
-        return None if isinstance(value, str) and not value.strip() else value
 
 
 class KnowledgeSettings(BaseModel):
@@ -132,6 +125,7 @@ class Settings(BaseSettings):
         env_prefix="SWITCHBOARD_",
         env_nested_delimiter="__",
         env_file=".env",
+        env_ignore_empty=True,  # VAR= (empty) means unset, for every setting
         extra="ignore",
     )
 
@@ -147,20 +141,18 @@ class Settings(BaseSettings):
     max_message_chars: int = Field(4000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("redis_url", mode="before")
-    @classmethod
-    def _redis_url(cls, value: object) -> object:
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        if value is None or (isinstance(value, str) and not value.strip()):
-            return None  # SWITCHBOARD_REDIS_URL= (empty) means "no Redis", like unset
-        if isinstance(value, str) and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
-        return value
-
     llm: LLMSettings = Field(default_factory=LLMSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
 
     @property
     def index_dir(self) -> Path:

@@ -52,13 +52,18 @@ class ScriptedModel:
     """Replays scripted answers piece by piece; fails loudly on an unexpected call.
 
     `answers` is consumed in order, one per `stream()` call. Each answer is a list of
-    pieces (streamed as given) or an Exception to raise. The prompts it received are kept
+    pieces (streamed as given; an Exception among them is raised there, mid-answer) or an
+    Exception to raise at once. The prompts it received are kept
     in `prompts` so tests can assert on what the model was shown.
     """
 
     name = "scripted"
 
-    def __init__(self, answers: Sequence[Sequence[str] | BaseException], delay_s: float = 0.0):
+    def __init__(
+        self,
+        answers: Sequence[Sequence[str | BaseException] | BaseException],
+        delay_s: float = 0.0,
+    ):
         self._answers = list(answers)
         self._delay_s = delay_s
         self.prompts: list[list[ChatMessage]] = []
@@ -84,6 +89,8 @@ class ScriptedModel:
         for piece in answer:
             if self._delay_s:
                 await asyncio.sleep(self._delay_s)
+            if isinstance(piece, BaseException):
+                raise piece  # a failure mid-answer
             yield piece
 
     async def close(self) -> None:

@@ -60,7 +60,7 @@ def pick_device_and_dtype(settings: LLMSettings) -> tuple[str, Any, bool]:
         # On CPU, fp32 measured faster than bf16 even where bf16 is native (AVX512-BF16).
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
     # int8 decodes ~2.2x faster on CPU but changed demo answers (bench/llm.py's answer check,
-    # tests/integration/test_default_model.py): opt-in only, "auto" means none.
+    # tests/integration/test_default_model.py): opt-in only.
     quantize = settings.quantization == "int8"
     if quantize and device != "cpu":
         raise ModelError("int8 quantization is for the CPU; on CUDA use quantization=none")
@@ -213,12 +213,17 @@ class TransformersEngine:
         )
 
     def _warm_kernels(self) -> None:
-        """One tiny prefill + decode, so the first customer does not pay for kernel set-up."""
+        """One tiny prefill, so the first customer does not pay for kernel set-up."""
         import torch
 
         ids = self._template([ChatMessage("user", "hi")])
         with torch.inference_mode():
             self._prefill(ids)
+
+    @property
+    def device(self) -> str:
+        """Where the model runs ("cpu" until warmed up on a GPU)."""
+        return self._device
 
     def ready(self) -> bool:
         return self._model is not None and self._thread is not None and self._thread.is_alive()

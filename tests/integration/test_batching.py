@@ -87,13 +87,13 @@ async def test_streams_interleave_and_each_gets_its_own_tokens_when_concurrent(
     tiny_model_dir: Path,
 ) -> None:
     async with engine(tiny_model_dir, max_batch_size=4) as llm:
-        solo = [await collect(llm, p, 40) for p in PROMPTS[:2]]
+        solo = [await collect(llm, p, 120) for p in PROMPTS[:2]]
         order: list[int] = []
         # The second request arrives while the first is decoding: it joins the running batch.
-        first = asyncio.create_task(collect(llm, PROMPTS[0], 40, order, 0))
+        first = asyncio.create_task(collect(llm, PROMPTS[0], 120, order, 0))
         while not order:  # noqa: ASYNC110 -- polling the token log is the point here
             await asyncio.sleep(0.001)
-        second = await collect(llm, PROMPTS[1], 40, order, 1)
+        second = await collect(llm, PROMPTS[1], 120, order, 1)
         assert [await first, second] == solo
         assert order.index(1) < len(order) - 1 - order[::-1].index(0), "no interleaving"
 

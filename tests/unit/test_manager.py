@@ -118,6 +118,17 @@ async def test_fallback_reply_and_notice_when_model_fails() -> None:
     assert [t.role for t in stored] == ["user", "assistant"]
 
 
+async def test_held_text_then_fallback_apart_when_model_fails_mid_answer() -> None:
+    model = ScriptedModel([["You have 30 days", ModelError("connection lost")]])
+    manager = _manager(model)
+    events = await _run(manager, "how long?")
+    final = events[-1]
+    assert isinstance(final, Message)
+    assert final.text == "You have 30 days\n\n" + manager.policies.fallback_reply
+    streamed = "".join(e.text for e in events if isinstance(e, Token))
+    assert streamed == final.text
+
+
 async def test_answer_without_passages_when_retrieval_fails() -> None:
     model = ScriptedModel([["I don't know."]])
     manager = _manager(model, FixedRetriever([], error=RuntimeError("index gone")))
