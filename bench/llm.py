@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.llm.base import ChatMessage, GenerationParams  # noqa: E402
+from bot.llm.base import ChatMessage, GenerationParams, chat_template_ids  # noqa: E402
 from bot.llm.transformers_engine import TransformersEngine, resolve_model_path  # noqa: E402
 from bot.settings import LLMSettings, Settings  # noqa: E402
 
@@ -132,10 +132,7 @@ def baseline(path: str, device: str, prompts: list[list[ChatMessage]], new_token
     decode: list[float] = []
     started = time.perf_counter()
     for messages in prompts:
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        ids = tokenizer.apply_chat_template(
-            chat, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
+        ids = chat_template_ids(tokenizer, messages)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True)
         began = time.perf_counter()
         args = {
@@ -192,10 +189,7 @@ def baseline_answers(model: Any, tokenizer: Any, device: str) -> list[str]:
 
     answers = []
     for source, question, _ in CHECKS:
-        chat = [{"role": m.role, "content": m.content} for m in check_messages(source, question)]
-        ids = tokenizer.apply_chat_template(
-            chat, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
+        ids = chat_template_ids(tokenizer, check_messages(source, question))
         with torch.inference_mode():
             out = model.generate(
                 torch.tensor([ids], device=device), max_new_tokens=80, do_sample=False

@@ -224,8 +224,6 @@ class PatternRedactor:
     for (PERSON, IBAN_CODE...) are silently not found. Same `Redactor` protocol as presidio.
     """
 
-    supported = frozenset(entity_type for entity_type, _, _ in _PATTERNS)
-
     def __init__(self, policy: PiiPolicy | None = None) -> None:
         self._policy = policy or PiiPolicy()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -25,7 +25,8 @@ from pydantic_core import ErrorDetails
 from bot.errors import ConfigError
 from policies.yaml_lines import Problem, YamlSyntaxError, compose, duplicate_keys, locate
 
-SUPPORTED_VERSIONS = (1,)
+Version = Literal[1]  # add a version here when the file format changes
+SUPPORTED_VERSIONS: tuple[int, ...] = get_args(Version)
 
 # The entity types presidio's predefined recognizers detect in English with the recognizers
 # it loads by default. Presidio knows more names (AGE, ID, country-specific ones like UK_NINO),
@@ -126,7 +127,7 @@ class Messages(_Strict):
 class PolicyFile(_Strict):
     """One policy file, as written by the company that runs the bot."""
 
-    version: Literal[1]
+    version: Version
     pii: PiiPolicy = Field(default_factory=PiiPolicy)
     output: OutputPolicy = Field(default_factory=OutputPolicy)
     messages: Messages = Field(default_factory=Messages)

@@ -115,8 +115,8 @@ class OpenAIServer:
                 max_new_tokens=body.get("max_tokens") or 256,
                 temperature=body.get("temperature", 0.0),
             )
-            if not body.get("stream"):
-                return await self._whole_answer(messages, params, record)
+            if not body.get("stream"):  # Switchboard always streams
+                return _error(400, "this test server only streams", "BadRequestError")
             return StreamingResponse(
                 self._events(messages, params, record), media_type="text/event-stream"
             )
@@ -142,16 +142,6 @@ class OpenAIServer:
             message = f"max_tokens must be at most {limit}, got {body['max_tokens']}."
             return _error(400, message, "BadRequestError")
         return None
-
-    async def _whole_answer(
-        self, messages: list[ChatMessage], params: GenerationParams, record: RecordedRequest
-    ) -> JSONResponse:
-        text = "".join([piece async for piece in self.model.stream(messages, params)])
-        record.completed = True
-        message = {"role": "assistant", "content": text}
-        choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        answer = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion"}
-        return JSONResponse({**answer, "model": self.name, "choices": [choice]})
 
     async def _events(
         self, messages: list[ChatMessage], params: GenerationParams, record: RecordedRequest

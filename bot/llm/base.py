@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,6 +14,19 @@ class ChatMessage:
 
     role: Literal["system", "user", "assistant"]
     content: str
+
+
+def as_chat(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
+    """Messages as chat templates and the OpenAI API take them."""
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
+def chat_template_ids(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
+    """The prompt's token ids under the tokenizer's chat template, ready for the answer."""
+    ids = tokenizer.apply_chat_template(
+        as_chat(messages), add_generation_prompt=True, tokenize=True, return_dict=False
+    )
+    return list(ids)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from bot.errors import ConfigError, ModelError
-from bot.llm.base import ChatMessage, GenerationParams
+from bot.llm.base import ChatMessage, GenerationParams, chat_template_ids
 from bot.llm.openai_protocol import SSEDecoder, chat_request, error_body_message, parse_chunk
 from bot.settings import LLMSettings
 
@@ -141,11 +141,7 @@ class OpenAIEngine:
         character (set a tokenizer where the prompt budget must be exact).
         """
         if self._settings.tokenizer:
-            chat = [{"role": m.role, "content": m.content} for m in messages]
-            ids = self._load_tokenizer().apply_chat_template(
-                chat, add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-            return len(ids)
+            return len(chat_template_ids(self._load_tokenizer(), messages))
         return sum((len(m.content) + 3) // 4 + 4 for m in messages) + 3
 
     def _http(self) -> httpx.AsyncClient:

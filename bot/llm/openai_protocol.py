@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import ModelError
-from bot.llm.base import ChatMessage, GenerationParams
+from bot.llm.base import ChatMessage, GenerationParams, as_chat
 
 DONE = "[DONE]"
 """The data of the event that ends a stream."""
@@ -22,13 +22,16 @@ def chat_request(
     model: str, messages: Sequence[ChatMessage], params: GenerationParams
 ) -> dict[str, Any]:
     """The body of a streaming `POST /chat/completions`."""
-    return {
+    body: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "messages": as_chat(messages),
         "max_tokens": params.max_new_tokens,
         "temperature": params.temperature,
         "stream": True,
     }
+    if params.ignore_eos:
+        body["ignore_eos"] = True  # vLLM's extension; only benchmarks ask for it
+    return body
 
 
 class SSEDecoder:
@@ -81,9 +84,11 @@ def parse_chunk(data: str) -> Chunk:
     try:
         payload = json.loads(data)
     except ValueError:
-        raise ModelError(f"the model server sent a malformed event: {data[:200]!r}") from None
+        # Never echo the event: it may carry model output, which is not redacted yet.
+        raise ModelError(f"the model server sent a malformed event ({len(data)} chars)") from None
     if not isinstance(payload, dict):
-        raise ModelError(f"the model server sent an unexpected event: {data[:200]!r}")
+        kind = type(payload).__name__
+        raise ModelError(f"the model server sent an unexpected event (a JSON {kind})")
     if "error" in payload:
         raise ModelError(f"the model server failed mid-answer: {error_message(payload)}")
     choices = payload.get("choices") or []  # a final usage-only chunk has no choices

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import Busy, ModelError
-from bot.llm.base import ChatMessage, GenerationParams
+from bot.llm.base import ChatMessage, GenerationParams, chat_template_ids
 from bot.settings import DEFAULT_MODEL, LLMSettings
 
 log = logging.getLogger(__name__)
@@ -238,11 +238,7 @@ class TransformersEngine:
     # -- the protocol -----------------------------------------------------------------------
 
     def _template(self, messages: Sequence[ChatMessage]) -> list[int]:
-        chat = [{"role": m.role, "content": m.content} for m in messages]
-        ids = self._tokenizer.apply_chat_template(
-            chat, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        return list(ids)
+        return chat_template_ids(self._tokenizer, messages)
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return len(self._template(messages))

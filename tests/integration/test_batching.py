@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bot.errors import Busy
-from bot.llm.base import ChatMessage, GenerationParams
+from bot.llm.base import ChatMessage, GenerationParams, chat_template_ids
 from bot.llm.transformers_engine import TransformersEngine
 from bot.settings import LLMSettings
 
@@ -61,10 +61,7 @@ def reference(model_dir: Path, messages: list[ChatMessage], tokens: int) -> str:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    chat = [{"role": m.role, "content": m.content} for m in messages]
-    ids = tokenizer.apply_chat_template(
-        chat, add_generation_prompt=True, tokenize=True, return_dict=False
-    )
+    ids = chat_template_ids(tokenizer, messages)
     with torch.inference_mode():
         out = model.generate(torch.tensor([ids]), max_new_tokens=tokens, do_sample=False)
     return str(tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True))

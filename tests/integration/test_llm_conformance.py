@@ -24,7 +24,10 @@ pytestmark = pytest.mark.integration
 
 
 def _local(model_dir: Path) -> TransformersEngine:
-    engine = TransformersEngine(LLMSettings(model=str(model_dir), dtype="float32"), Path("."))
+    # One request at a time: then an abandoned answer that kept decoding would hold up the
+    # next one, which is what the cancellation test looks for.
+    settings = LLMSettings(model=str(model_dir), dtype="float32", max_batch_size=1)
+    engine = TransformersEngine(settings, Path("."))
     engine.warm_up()
     return engine
 

@@ -196,15 +196,6 @@ def test_warm_up_names_the_url_when_server_is_unreachable() -> None:
     assert not engine.ready()
 
 
-def test_whole_answer_when_client_does_not_stream(server: OpenAIServer) -> None:
-    # The test server also answers non-streaming requests, as OpenAI-compatible servers do.
-    server.reset(ScriptedModel([["Hello ", "there."]]))
-    body = {"model": server.name, "messages": [{"role": "user", "content": "hi"}]}
-    reply = httpx.post(f"{server.base_url}/chat/completions", json=body, timeout=10)
-    assert reply.status_code == 200, reply.text
-    assert reply.json()["choices"][0]["message"] == {"role": "assistant", "content": "Hello there."}
-
-
 def test_app_answers_through_remote_engine_and_falls_back_when_stream_breaks(
     server: OpenAIServer, tmp_path: Path
 ) -> None:

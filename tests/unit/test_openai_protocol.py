@@ -76,6 +76,14 @@ def test_model_error_when_event_is_an_error_or_garbage(data: str, message: str) 
         parse_chunk(data)
 
 
+@pytest.mark.parametrize("data", ['{"choices": [{"delta": "my card is 4111', '["4111 1111"]'])
+def test_garbled_event_is_not_echoed_when_it_may_hold_model_text(data: str) -> None:
+    # The error message is logged, and model output is not redacted at this point.
+    with pytest.raises(ModelError) as caught:
+        parse_chunk(data)
+    assert "4111" not in caught.value.message
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [
@@ -105,3 +113,9 @@ def test_request_body_when_streaming_a_chat() -> None:
         "temperature": 0.5,
         "stream": True,
     }
+
+
+def test_ignore_eos_is_asked_only_when_the_caller_sets_it() -> None:
+    prompt = [ChatMessage("user", "u")]
+    assert chat_request("m", prompt, GenerationParams(8, ignore_eos=True))["ignore_eos"] is True
+    assert "ignore_eos" not in chat_request("m", prompt, GenerationParams(8))

@@ -47,7 +47,10 @@ def test_default_entities_are_known_when_validated() -> None:
         ("version: 1\npii: {score_threshold: 0}\n", lambda p: p.pii.score_threshold == 0),
         ("version: 1\npii: {score_threshold: 1}\n", lambda p: p.pii.score_threshold == 1),
         ("version: 1\npii: {enabled: false}\n", lambda p: not p.pii.enabled),
-        ("version: 1\npii: {replacement: '[{entity_type} removed]'}\n", lambda p: True),
+        (
+            "version: 1\npii: {replacement: '[{entity_type} removed]'}\n",
+            lambda p: p.pii.replacement == "[{entity_type} removed]",
+        ),
         ("version: 1\npii: {entities: [PERSON, PERSON]}\n", lambda p: p.pii.entities == ["PERSON"]),
         ("version: 1\nmessages: {blocked: No.}\n", lambda p: p.messages.blocked == "No."),
     ],
