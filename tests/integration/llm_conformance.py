@@ -1,8 +1,9 @@
 """The conformance suite every `LanguageModel` engine passes, whatever runs the model.
 
 Subclass `LanguageModelConformance` in a `Test...` class and give it an `engine` fixture:
-a warmed-up engine serving one request at a time, with a model that never ends early (tests/support.py's tiny model
-never picks end-of-sequence), so answers run to `max_new_tokens`.
+a warmed-up engine serving one request at a time, with a model that never ends early
+(tests/support.py's tiny model never picks end-of-sequence), so answers run to
+`max_new_tokens`.
 """
 
 from __future__ import annotations
