@@ -73,8 +73,13 @@ class PolicyEngine:
         return StreamingRedactor(self._redactor, self._policy.output.max_hold_chars)
 
     async def feed(self, output: StreamingRedactor, text: str) -> str:
-        """Pass streamed model text through `output`; return what may be shown now."""
-        return await self._run(output.feed, text)
+        """Pass streamed model text through `output`; return what may be shown now.
+
+        Most pieces only join the held text (on the event loop); the redactor's thread is
+        asked only when a sentence or a forced cut could release something.
+        """
+        cuts = output.add(text)
+        return await self._run(output.release, cuts) if cuts else ""
 
     async def flush(self, output: StreamingRedactor) -> str:
         """The answer ended (or failed): return the rest of `output`, redacted."""

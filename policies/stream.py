@@ -54,13 +54,22 @@ class StreamingRedactor:
 
     def feed(self, text: str) -> str:
         """Add streamed `text`; return the redacted text that may be shown now (maybe "")."""
+        cuts = self.add(text)
+        return self.release(cuts) if cuts else ""
+
+    def add(self, text: str) -> list[int]:
+        """Hold `text`; return where held text could be released now ([]: nowhere yet).
+
+        Cheap (no redaction): callers may run it anywhere and send only `release` to the
+        redactor's thread.
+        """
         self._held += text
         cuts = self._sentence_cuts()
         if len(self._held) > self._max_hold:
             cuts |= self._forced_cuts()
         if not cuts or max(cuts) <= self._refused:
-            return ""
-        return self._release(sorted(cuts))
+            return []
+        return sorted(cuts)
 
     def flush(self) -> str:
         """The answer is complete: redact and return everything still held."""
@@ -87,7 +96,8 @@ class StreamingRedactor:
                 cuts.add(match.end())
         return cuts
 
-    def _release(self, cuts: list[int]) -> str:
+    def release(self, cuts: list[int]) -> str:
+        """Redact the held text and release it up to the last of `cuts` outside an entity."""
         redaction = self._redactor.redact(self._held)
         spans = redaction.entities
         allowed = [cut for cut in cuts if not any(f.start < cut < f.end for f in spans)]

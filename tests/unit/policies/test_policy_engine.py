@@ -141,3 +141,21 @@ def test_presidio_passes_text_through_when_pii_is_disabled() -> None:
     redactor = PresidioRedactor(PiiPolicy(enabled=False))
     redactor.warm_up()  # nothing to load when disabled
     assert redactor.redact("John Smith, a@b.io").text == "John Smith, a@b.io"
+
+
+async def test_redactor_runs_only_when_a_piece_can_release_text() -> None:
+    class Counting(PatternRedactor):
+        calls = 0
+
+        def redact(self, text: str) -> Redaction:
+            Counting.calls += 1
+            return super().redact(text)
+
+    engine = PolicyEngine(load_policy(default_policy_path()), Counting())
+    engine.warm_up()
+    output = engine.output_filter()
+    assert [await engine.feed(output, piece) for piece in ("Mail ", "jane@", "x.org")] == [""] * 3
+    assert Counting.calls == 0  # no sentence end yet: nothing to redact, no trip to the thread
+    assert await engine.feed(output, " today. And") == "Mail <EMAIL_ADDRESS> today. "
+    assert Counting.calls == 1
+    engine.close()
