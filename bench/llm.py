@@ -205,6 +205,9 @@ async def main() -> None:
     parser.add_argument("--levels", default="1,4,8,16")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--quantization", default="none", choices=["none", "int8"])
+    parser.add_argument(
+        "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"]
+    )
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json-out", type=Path, help="write results.json into this folder")
     args = parser.parse_args()
@@ -214,6 +217,7 @@ async def main() -> None:
     llm = LLMSettings(
         device=args.device,
         quantization=args.quantization,
+        dtype=args.dtype,
         max_batch_size=max(levels),
         max_queue=args.prompts,
     )

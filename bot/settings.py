@@ -30,8 +30,8 @@ class LLMSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
-        description="auto: bfloat16 on CUDA, float32 on CPU (measured: bf16 decodes ~3x slower "
-        "than fp32 on CPU even with AVX512-BF16/AMX).",
+        description="auto: bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), "
+        "else float32.",
     )
     quantization: Literal["none", "int8"] = Field(
         "none",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.settings import Settings
+from bot.settings import LLMSettings, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -79,3 +79,35 @@ def test_api_key_is_secret_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "sk-very-secret" not in repr(settings)
     monkeypatch.setenv("SWITCHBOARD_LLM__API_KEY", "")
     assert Settings().llm.api_key is None
+
+
+@pytest.mark.parametrize(
+    ("llm", "expected"),
+    [
+        ({"device": "cpu", "dtype": "float32"}, ("cpu", "float32", False)),
+        ({"device": "cpu", "quantization": "int8"}, ("cpu", "float32", True)),
+        ({"device": "cpu", "dtype": "bfloat16"}, ("cpu", "bfloat16", False)),
+    ],
+)
+def test_device_dtype_and_quantization_when_chosen(
+    llm: dict[str, str], expected: tuple[str, str, bool]
+) -> None:
+    from bot.llm.transformers_engine import pick_device_and_dtype
+
+    device, dtype, quantize = pick_device_and_dtype(LLMSettings(**llm))  # type: ignore[arg-type]
+    assert (device, str(dtype).removeprefix("torch."), quantize) == expected
+
+
+@pytest.mark.parametrize(
+    "llm",
+    [
+        {"device": "cuda", "quantization": "int8"},
+        {"device": "cpu", "dtype": "bfloat16", "quantization": "int8"},
+    ],
+)
+def test_int8_refused_with_the_setting_named_when_not_cpu_fp32(llm: dict[str, str]) -> None:
+    from bot.errors import ConfigError
+    from bot.llm.transformers_engine import pick_device_and_dtype
+
+    with pytest.raises(ConfigError, match="SWITCHBOARD_LLM__QUANTIZATION"):
+        pick_device_and_dtype(LLMSettings(**llm))  # type: ignore[arg-type]
