@@ -43,11 +43,18 @@ def _logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if level != "debug":
+        # presidio logs every recognizer it loads, and warns about each one for a language
+        # we do not analyse: dozens of lines per start that say nothing to an operator.
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
 
 
 def _check_store(settings: Settings) -> None:
     """Fail before loading anything when the configured Redis cannot be reached."""
     from bot.components import build_store
+
+    if settings.redis_url is None:
+        return  # the in-memory store cannot be unreachable
 
     async def check() -> None:
         store = build_store(settings)
