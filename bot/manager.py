@@ -137,6 +137,8 @@ class ConversationManager:
     async def _retrieve(self, question: str, record: _TurnAudit) -> list[Passage]:
         try:
             passages = await self.retriever.search(question, self._settings.knowledge.top_k)
+            # Passages pass the policies too; if that fails they are dropped, never used raw.
+            passages = await self.policies.screen_passages(passages)
         except Exception as exc:  # degrade: answer without passages, and say so in the audit
             log.exception("retrieval failed; answering without passages")
             record.retrieval_error = type(exc).__name__

@@ -8,11 +8,13 @@ from a single thread (spaCy does not promise thread safety for a shared pipeline
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
+from bot.types import Passage
 from policies.pii import PresidioRedactor, Redactor
 from policies.schema import PolicyFile, default_policy_path, load_policy
 from policies.stream import StreamingRedactor
@@ -67,6 +69,21 @@ class PolicyEngine:
         """`text` with PII replaced: the only form that may reach Redis, logs or training."""
         redaction = await self._run(self._redactor.redact, text)
         return redaction.text
+
+    async def screen_passages(self, passages: Sequence[Passage]) -> list[Passage]:
+        """Knowledge-base passages as the prompt may carry them: PII replaced.
+
+        A help article with a phone number in it must not make the bot read it out, unless
+        the policy's `pii.allow` lists it (the company's own contact details). This is also
+        where passages will be screened for injected instructions.
+        """
+        if not passages:
+            return []
+
+        def redact_all() -> list[Passage]:
+            return [replace(p, text=self._redactor.redact(p.text).text) for p in passages]
+
+        return await self._run(redact_all)
 
     def output_filter(self) -> StreamingRedactor:
         """A new streaming filter for one answer; drive it with `feed` and `flush`."""

