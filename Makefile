@@ -23,7 +23,9 @@ ingest: $(STAMP) ## Index the bundled demo help center (demo/kb)
 	$(BIN)/switchboard kb ingest demo/kb
 
 demo: ingest ## Install, index the demo help center and serve it on http://127.0.0.1:8000
-	SWITCHBOARD_POLICY_FILE=$${SWITCHBOARD_POLICY_FILE:-demo/policy.yaml} $(BIN)/switchboard serve
+	SWITCHBOARD_POLICY_FILE=$${SWITCHBOARD_POLICY_FILE:-demo/policy.yaml} \
+	SWITCHBOARD_KNOWLEDGE__DOCUMENTS_DIR=$${SWITCHBOARD_KNOWLEDGE__DOCUMENTS_DIR:-demo/kb} \
+	$(BIN)/switchboard serve
 
 serve: $(STAMP) ## Serve with the current settings (no ingest)
 	$(BIN)/switchboard serve

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from bot import __version__
+from bot.admin import router as admin_router
 from bot.api import router as api_router
 from bot.components import Components, build_components
 from bot.errors import SwitchboardError
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.state.settings = settings
     app.include_router(api_router)
     app.include_router(web_router)
+    app.include_router(admin_router)
 
     @app.exception_handler(SwitchboardError)
     async def _fault(request: Request, exc: SwitchboardError) -> JSONResponse:

@@ -12,10 +12,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from bot.errors import ConfigError
 from bot.llm.base import LanguageModel
 from bot.manager import ConversationManager
 from bot.sessions import InMemorySessionStore, RedisSessionStore, SessionStore
 from bot.settings import Settings
+from knowledge.embeddings import Embedder
+from knowledge.ingest import IngestReport
 from knowledge.retriever import Retriever
 from policies.engine import PolicyEngine
 
@@ -31,9 +34,12 @@ class Components:
     policies: PolicyEngine
     retriever: Retriever
     llm: LanguageModel
+    # The retriever's embedder, for re-indexing documents uploaded through the admin API.
+    embedder: Embedder | None = None
     knowledge_error: str = ""
     started_s: float = 0.0
     manager: ConversationManager = field(init=False)
+    _reindexing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.manager = ConversationManager(
@@ -68,6 +74,29 @@ class Components:
             self.knowledge_error = str(exc)
             log.error("knowledge base unavailable: %s", exc)
 
+    async def reindex(self) -> IngestReport:
+        """Index `settings.documents_dir` again and switch retrieval to the new index.
+
+        One re-index at a time; until the new index is complete the old one keeps serving.
+        """
+        from knowledge.ingest import ingest
+
+        if self.embedder is None:
+            raise ConfigError("this process was built without an embedder: cannot re-index")
+        async with self._reindexing:
+            report = await asyncio.to_thread(
+                ingest,
+                self.settings.documents_dir,
+                self.settings.index_dir,
+                self.embedder,
+                progress=False,
+            )
+            reload = getattr(self.retriever, "reload", None)
+            if reload is not None:
+                await asyncio.to_thread(reload)
+            self.knowledge_error = ""
+            return report
+
     async def close(self) -> None:
         await self.llm.close()
         self.policies.close()
@@ -88,14 +117,16 @@ def build_components(settings: Settings) -> Components:
     from knowledge.embeddings import MiniLMEmbedder
     from knowledge.retriever import DenseRetriever
 
+    embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
     return Components(
         settings=settings,
         store=build_store(settings),
         policies=PolicyEngine.from_file(settings.policy_file),
         retriever=DenseRetriever(
             settings.index_dir,
-            MiniLMEmbedder(settings.knowledge.embedding_model),
+            embedder,
             min_score=settings.knowledge.min_score,
         ),
         llm=build_language_model(settings),
+        embedder=embedder,
     )

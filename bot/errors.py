@@ -9,7 +9,9 @@ Policies return verdicts and never raise; exceptions are for faults only::
     ├── Unavailable                     (503) a dependency is down; retry later
     │   ├── StoreUnavailable            Redis (or the configured store) is unreachable
     │   └── Busy                        the engine's queue is full
-    └── ModelError                      the language model failed mid-turn
+    ├── ModelError                      the language model failed mid-turn
+    └── (bot.admin) Unauthorized (401), AdminDisabled (404), DocumentNotFound (404),
+        UnsupportedDocument (415), DocumentTooLarge (413), EmptyKnowledgeBase (409)
 
 Each carries a stable machine-readable `code`; connectors map them at the edge with
 `http_status` and send `code` plus the message in their error frames.

@@ -106,6 +106,11 @@ class KnowledgeSettings(BaseModel):
         "builtin",
         description="'builtin' (all-MiniLM-L6-v2 from PyPI) or a sentence-transformers dir.",
     )
+    documents_dir: Path | None = Field(
+        None,
+        description="The help-center folder the admin API manages and re-indexes "
+        "(default: DATA_DIR/documents).",
+    )
 
 
 class SessionSettings(BaseModel):
@@ -140,6 +145,9 @@ class Settings(BaseSettings):
     company_name: str = "Northwind Outfitters"
     max_message_chars: int = Field(4000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    admin_api_key: SecretStr | None = Field(
+        None, description="Bearer key of the /admin endpoints; unset: they are switched off."
+    )
 
     llm: LLMSettings = Field(default_factory=LLMSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
@@ -157,6 +165,10 @@ class Settings(BaseSettings):
     @property
     def index_dir(self) -> Path:
         return self.knowledge.index_dir or self.data_dir / "index"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.knowledge.documents_dir or self.data_dir / "documents"
 
     @property
     def model_cache_dir(self) -> Path:

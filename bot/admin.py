@@ -1,0 +1,193 @@
+"""Admin endpoints: upload, list and delete help-center documents, behind an API key.
+
+Documents live as files in `settings.documents_dir`; every change re-indexes that folder
+(the old index serves until the new one is complete) and switches retrieval to it.
+Switched off (404) unless `SWITCHBOARD_ADMIN_API_KEY` is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel
+
+from bot.components import Components
+from bot.errors import BadRequest, SwitchboardError
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
+# What the loaders read; anything else is refused at upload rather than ignored at ingest.
+DOCUMENT_TYPES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,150}$")
+
+
+class Unauthorized(SwitchboardError):
+    code = "unauthorized"
+    http_status = 401
+
+
+class AdminDisabled(SwitchboardError):
+    code = "admin_disabled"
+    http_status = 404
+
+
+class DocumentNotFound(SwitchboardError):
+    code = "document_not_found"
+    http_status = 404
+
+
+class UnsupportedDocument(BadRequest):
+    code = "unsupported_document"
+    http_status = 415
+
+
+class DocumentTooLarge(BadRequest):
+    code = "document_too_large"
+    http_status = 413
+
+
+class EmptyKnowledgeBase(SwitchboardError):
+    code = "knowledge_base_empty"
+    http_status = 409
+
+
+def _components(request: Request) -> Components:
+    components: Components = request.app.state.components
+    return components
+
+
+def _authorized(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Components:
+    components = _components(request)
+    key = components.settings.admin_api_key
+    if key is None:
+        raise AdminDisabled("the admin API is off; set SWITCHBOARD_ADMIN_API_KEY to turn it on")
+    expected = f"Bearer {key.get_secret_value()}"
+    if authorization is None or not hmac.compare_digest(authorization, expected):
+        raise Unauthorized("missing or wrong API key (send 'Authorization: Bearer <key>')")
+    return components
+
+
+AdminDep = Annotated[Components, Depends(_authorized)]
+
+
+class DocumentOut(BaseModel):
+    name: str
+    bytes: int
+    sha256: str
+
+
+class IndexOut(BaseModel):
+    documents: int
+    chunks: int
+    seconds: float
+
+
+class ChangeOut(BaseModel):
+    document: DocumentOut | None
+    index: IndexOut
+
+
+def _path(components: Components, name: str) -> Path:
+    if not _NAME.match(name) or name in {".", ".."}:
+        raise BadRequest(
+            "a document name is a plain file name (letters, digits, '.', '_', '-', spaces)"
+        )
+    if Path(name).suffix.lower() not in DOCUMENT_TYPES:
+        raise UnsupportedDocument(
+            f"{name!r}: supported types are {', '.join(sorted(DOCUMENT_TYPES))}"
+        )
+    return components.settings.documents_dir / name
+
+
+def _describe(path: Path) -> DocumentOut:
+    data = path.read_bytes()
+    return DocumentOut(name=path.name, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+async def _reindex(components: Components) -> IndexOut:
+    try:
+        report = await components.reindex()
+    except ValueError as exc:  # no document has any text left
+        raise EmptyKnowledgeBase(f"cannot index the documents: {exc}") from exc
+    return IndexOut(documents=report.documents, chunks=report.chunks, seconds=report.seconds)
+
+
+@router.get("/documents")
+async def list_documents(components: AdminDep) -> list[DocumentOut]:
+    """The documents in the help-center folder."""
+    folder = components.settings.documents_dir
+    if not folder.is_dir():
+        return []
+    return [
+        _describe(path)
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.suffix.lower() in DOCUMENT_TYPES
+    ]
+
+
+@router.put(
+    "/documents/{name}",
+    responses={
+        400: {"description": "bad name"},
+        413: {"description": "too large"},
+        415: {"description": "unsupported type"},
+    },
+)
+async def put_document(name: str, request: Request, components: AdminDep) -> ChangeOut:
+    """Add or replace a document (the request body is the file), then re-index."""
+    path = _path(components, name)
+    body = await request.body()
+    if len(body) > MAX_DOCUMENT_BYTES:
+        raise DocumentTooLarge(f"a document may be at most {MAX_DOCUMENT_BYTES} bytes")
+    if not body.strip():
+        raise BadRequest("the document is empty")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = path.read_bytes() if path.exists() else None
+    _write_atomically(path, body)
+    try:
+        index = await _reindex(components)
+    except SwitchboardError:
+        # Leave the folder as the index describes it.
+        if previous is None:
+            path.unlink(missing_ok=True)
+        else:
+            _write_atomically(path, previous)
+        raise
+    return ChangeOut(document=_describe(path), index=index)
+
+
+@router.delete("/documents/{name}", responses={404: {"description": "no such document"}})
+async def delete_document(name: str, components: AdminDep) -> ChangeOut:
+    """Remove a document, then re-index."""
+    path = _path(components, name)
+    if not path.is_file():
+        raise DocumentNotFound(f"no document named {name!r}")
+    previous = path.read_bytes()
+    path.unlink()
+    try:
+        index = await _reindex(components)
+    except SwitchboardError:
+        _write_atomically(path, previous)
+        raise
+    return ChangeOut(document=None, index=index)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(staging, path)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
