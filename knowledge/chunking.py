@@ -39,7 +39,8 @@ def chunk_document(doc: Document, max_chars: int = 1000, overlap: int = 150) -> 
         raise ValueError(
             f"need max_chars > 0 and 0 <= overlap < max_chars, got {max_chars=}, {overlap=}"
         )
-    markdown = not doc.source.lower().endswith(".txt")
+    # Plain text and PDF text are not Markdown: a line starting with "#" is not a heading.
+    markdown = not doc.source.lower().endswith((".txt", ".pdf"))
     chunks: list[Chunk] = []
     for path, body in _sections(doc.text, markdown=markdown):
         context = _context_line(doc.title, path)
