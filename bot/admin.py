@@ -7,6 +7,7 @@ Switched off (404) unless `SWITCHBOARD_ADMIN_API_KEY` is set.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
@@ -20,12 +21,13 @@ from pydantic import BaseModel
 
 from bot.components import Components
 from bot.errors import BadRequest, SwitchboardError
+from knowledge.loaders import SUPPORTED_SUFFIXES, UnreadableDocument, load_file
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024
 # What the loaders read; anything else is refused at upload rather than ignored at ingest.
-DOCUMENT_TYPES = {".md", ".markdown", ".txt", ".html", ".htm", ".pdf"}
+DOCUMENT_TYPES = SUPPORTED_SUFFIXES
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,150}$")
 
 
@@ -52,6 +54,11 @@ class UnsupportedDocument(BadRequest):
 class DocumentTooLarge(BadRequest):
     code = "document_too_large"
     http_status = 413
+
+
+class UnreadableUpload(BadRequest):
+    code = "unreadable_document"
+    http_status = 422
 
 
 class EmptyKnowledgeBase(SwitchboardError):
@@ -151,6 +158,7 @@ async def put_document(name: str, request: Request, components: AdminDep) -> Cha
         raise DocumentTooLarge(f"a document may be at most {MAX_DOCUMENT_BYTES} bytes")
     if not body.strip():
         raise BadRequest("the document is empty")
+    await asyncio.to_thread(_check_readable, name, body)
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = path.read_bytes() if path.exists() else None
     _write_atomically(path, body)
@@ -180,6 +188,17 @@ async def delete_document(name: str, components: AdminDep) -> ChangeOut:
         _write_atomically(path, previous)
         raise
     return ChangeOut(document=None, index=index)
+
+
+def _check_readable(name: str, body: bytes) -> None:
+    """Refuse a file the loaders would skip (bad encoding, encrypted or text-less PDF...)."""
+    with tempfile.TemporaryDirectory(prefix="switchboard-upload-") as folder:
+        staged = Path(folder) / name
+        staged.write_bytes(body)
+        try:
+            load_file(staged, folder)
+        except UnreadableDocument as exc:
+            raise UnreadableUpload(f"{name}: cannot be read ({exc})") from exc
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

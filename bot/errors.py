@@ -11,7 +11,8 @@ Policies return verdicts and never raise; exceptions are for faults only::
     │   └── Busy                        the engine's queue is full
     ├── ModelError                      the language model failed mid-turn
     └── (bot.admin) Unauthorized (401), AdminDisabled (404), DocumentNotFound (404),
-        UnsupportedDocument (415), DocumentTooLarge (413), EmptyKnowledgeBase (409)
+        UnsupportedDocument (415), DocumentTooLarge (413), UnreadableUpload (422),
+        EmptyKnowledgeBase (409)
 
 Each carries a stable machine-readable `code`; connectors map them at the edge with
 `http_status` and send `code` plus the message in their error frames.

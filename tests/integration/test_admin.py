@@ -102,6 +102,8 @@ def test_uploaded_document_is_listed_and_answers_then_gone_when_deleted(
         (".hidden.md", b"# x\n\ntext", 400, "bad_request"),
         ("empty.md", b"  \n", 400, "bad_request"),
         ("huge.md", b"x" * (10 * 1024 * 1024 + 1), 413, "document_too_large"),
+        ("latin1.txt", "Caf\u00e9 cr\u00e8me".encode("latin-1"), 422, "unreadable_document"),
+        ("broken.pdf", b"%PDF-1.7\nnot really a pdf", 422, "unreadable_document"),
     ],
 )
 def test_bad_upload_is_refused_and_nothing_changes(
