@@ -172,8 +172,12 @@ def _print_final(message: Message, as_json: bool) -> None:
 def kb_ingest(
     path: Annotated[Path, typer.Argument(help="A folder of Markdown/text help articles.")],
     index_dir: Annotated[Path | None, typer.Option(help="[default: DATA_DIR/index]")] = None,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Re-embed every document, changed or not.")
+    ] = False,
 ) -> None:
-    """Chunk, embed and index a folder of documents (replaces the index atomically)."""
+    """Chunk, embed and index a folder of documents as a new index version (switched in
+    atomically). Only new and changed documents are embedded unless --rebuild is given."""
     from knowledge.embeddings import MiniLMEmbedder
     from knowledge.ingest import ingest
 
@@ -181,13 +185,18 @@ def kb_ingest(
     _logging("warning")
     target = index_dir or settings.index_dir
     try:
-        report = ingest(path, target, MiniLMEmbedder(settings.knowledge.embedding_model))
+        report = ingest(
+            path, target, MiniLMEmbedder(settings.knowledge.embedding_model), rebuild=rebuild
+        )
     except (FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
     typer.echo(
         f"indexed {report.documents} documents as {report.chunks} chunks "
-        f"in {report.seconds:.1f}s -> {target}"
+        f"in {report.seconds:.1f}s -> {target} (version {report.version})\n"
+        f"{report.added} added, {report.changed} changed, {report.unchanged} unchanged, "
+        f"{report.removed} removed; {report.embedded} chunks embedded"
+        + (" (full rebuild)" if report.rebuilt else "")
     )
 
 
@@ -196,29 +205,93 @@ def kb_search(
     query: Annotated[str, typer.Argument(help="What a customer might ask.")],
     k: Annotated[int, typer.Option("-k", help="How many passages.")] = 4,
     index_dir: Annotated[Path | None, typer.Option(help="[default: DATA_DIR/index]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Show the passages the bot would retrieve for QUERY."""
+    """Show the passages the bot would retrieve for QUERY, and its confidence."""
     from knowledge.embeddings import MiniLMEmbedder
-    from knowledge.retriever import DenseRetriever
+    from knowledge.hybrid import HybridRetriever
 
     settings = _settings()
     _logging("warning")
-    retriever = DenseRetriever(
-        index_dir or settings.index_dir,
-        MiniLMEmbedder(settings.knowledge.embedding_model),
-        min_score=-1.0,
+    retriever = HybridRetriever(
+        index_dir or settings.index_dir, MiniLMEmbedder(settings.knowledge.embedding_model)
     )
     try:
         retriever.warm_up()
     except (FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from exc
-    for rank, passage in enumerate(asyncio.run(retriever.search(query, k)), start=1):
+    passages, confidence = asyncio.run(retriever.search_with_confidence(query, k))
+    if as_json:
+        results = [
+            {
+                "rank": rank,
+                "score": passage.score,
+                "title": passage.citation.title,
+                "source": passage.citation.source,
+                "chunk_id": passage.chunk_id,
+                "heading": passage.heading,
+                "text": passage.text,
+            }
+            for rank, passage in enumerate(passages, start=1)
+        ]
+        report = {"query": query, "confidence": confidence, "threshold": retriever.threshold}
+        print(json.dumps({**report, "results": results}, indent=2, ensure_ascii=False))
+        return
+    for rank, passage in enumerate(passages, start=1):
         typer.secho(
             f"{rank}. {passage.score:.3f}  {passage.citation.title}  ({passage.citation.source})",
             bold=True,
         )
         typer.echo("   " + passage.text.strip().replace("\n", " ")[:240])
+    verdict = "answers" if confidence >= (retriever.threshold or 0.0) else "abstains"
+    typer.echo(f"confidence {confidence:.2f}: the bot {verdict} (threshold {retriever.threshold})")
+
+
+@kb_app.command("eval")
+def kb_eval(
+    kb: Annotated[Path, typer.Option(help="A folder of help articles (indexed into a temp dir).")],
+    questions: Annotated[
+        Path, typer.Option(help="JSON lines with `question` and `gold_doc_ids` (file stems).")
+    ],
+    k: Annotated[int, typer.Option("-k", help="Passages per question for hit@k.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    fit_abstention: Annotated[
+        Path | None,
+        typer.Option(help="Fit the abstention model on half the questions, write it here."),
+    ] = None,
+) -> None:
+    """Measure retrieval (hit@1, hit@k, recall@k, MRR@10) and abstention on labelled questions."""
+    from dataclasses import asdict
+
+    from knowledge.embeddings import MiniLMEmbedder
+    from knowledge.evaluate import evaluate_folder
+
+    settings = _settings()
+    _logging("warning")
+    embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
+    try:
+        report = asyncio.run(evaluate_folder(kb, questions, embedder, k=k, fit_to=fit_abstention))
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps(asdict(report), indent=2))
+        return
+    typer.echo(f"{report.questions} questions, {report.answerable} answerable")
+    for name, value in [
+        ("hit@1", report.hit_at_1),
+        (f"hit@{k}", report.hit_at_k),
+        (f"recall@{k}", report.recall_at_k),
+        ("MRR@10", report.mrr_at_10),
+        ("abstention AUROC", report.auroc),
+        ("  (top-1 cosine AUROC)", report.baseline_auroc),
+        ("abstains on unanswerable", report.abstain_accuracy_unanswerable),
+        ("answers answerable", report.answer_accuracy_answerable),
+    ]:
+        typer.echo(f"{name:<26} {value:.3f}")
+    for note in report.notes:
+        typer.echo(note)
 
 
 @policy_app.command("check")

@@ -115,18 +115,14 @@ def build_components(settings: Settings) -> Components:
     """The production stages for `settings` (nothing heavy is loaded yet)."""
     from bot.llm.factory import build_language_model
     from knowledge.embeddings import MiniLMEmbedder
-    from knowledge.retriever import DenseRetriever
+    from knowledge.hybrid import HybridRetriever
 
     embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
     return Components(
         settings=settings,
         store=build_store(settings),
         policies=PolicyEngine.from_file(settings.policy_file),
-        retriever=DenseRetriever(
-            settings.index_dir,
-            embedder,
-            min_score=settings.knowledge.min_score,
-        ),
+        retriever=HybridRetriever(settings.index_dir, embedder),
         llm=build_language_model(settings),
         embedder=embedder,
     )

@@ -1,7 +1,12 @@
 """The embedded on-disk vector index: chunks, their embeddings and a manifest in one folder.
 
-A folder holds `chunks.jsonl`, `embeddings.npy` and `manifest.json`. Writes build a sibling
-folder and swap it in with renames, so readers only ever see a complete index.
+Every write is a new version, `versions/<id>/` with `chunks.jsonl`, `embeddings.npy` and a
+copy of the manifest. The top-level `manifest.json` is the pointer to the live version: it is
+written last and switched with one `os.replace`, so readers (several replicas may share the
+folder) see the old version or the new one, never a half-written one, and a crash mid-write
+leaves the previous version serving. Retired versions are deleted once they are older than
+the last `KEEP_VERSIONS` and were retired more than `GRACE_SECONDS` ago, so a replica that
+read the pointer just before a switch can still load the files it names.
 """
 
 from __future__ import annotations
@@ -9,10 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
-import tempfile
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +40,43 @@ from knowledge.manifest import (
     read_manifest,
 )
 
-__all__ = ["EmbedderMismatch", "IndexCorrupt", "IndexNotFound", "VectorIndex"]
+__all__ = [
+    "EmbedderMismatch",
+    "IndexCorrupt",
+    "IndexNotFound",
+    "VectorIndex",
+    "current_version",
+]
 
 CHUNKS_FILE, EMBEDDINGS_FILE = "chunks.jsonl", "embeddings.npy"
+VERSIONS_DIR = "versions"
+KEEP_VERSIONS = 2
+GRACE_SECONDS = 120.0
+_STAGING = ".tmp-"
+_POINTER_STAGING = f".{MANIFEST_FILE}{_STAGING}"
+_LOAD_ATTEMPTS = 3
+_VERSION_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*")
 
 log = logging.getLogger(__name__)
+
+
+def current_version(directory: Path | str) -> str | None:
+    """The live version of the index in `directory`: one file read, no chunks or embeddings.
+
+    None if there is no index yet; "" for a format-1 index, which has no versions. Raises
+    `IndexCorrupt` if the pointer can't be read.
+    """
+    path = Path(directory) / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise corrupt(Path(directory), f"unreadable {MANIFEST_FILE}: {exc}") from exc
+    version = data.get("version", "") if isinstance(data, dict) else None
+    if not isinstance(version, str):
+        raise corrupt(Path(directory), f"{MANIFEST_FILE} has no valid version")
+    return version
 
 
 class VectorIndex:
@@ -54,6 +92,11 @@ class VectorIndex:
     def __len__(self) -> int:
         return len(self.chunks)
 
+    @property
+    def version(self) -> str:
+        """The version this index was loaded from or written as ("" for a format-1 index)."""
+        return self.manifest.version
+
     @classmethod
     def write(
         cls,
@@ -63,48 +106,64 @@ class VectorIndex:
         embedder_name: str,
         *,
         documents: Iterable[Document] = (),
+        chunking: Mapping[str, int] | None = None,
     ) -> VectorIndex:
-        """Write an index to `directory`, replacing any previous one only once complete."""
+        """Write a new version into `directory` and make it the live one once complete."""
         directory = Path(directory).absolute()
         vectors = _checked(chunks, embeddings)
+        _check_replaceable(directory)
+        version = _new_version_id()
         manifest = IndexManifest(
             embedding_model=embedder_name,
             dim=int(vectors.shape[1]),
             chunk_count=len(chunks),
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             documents=document_entries(chunks, documents),
+            version=version,
+            chunking=dict(chunking or {}),
         )
-        _check_replaceable(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.new-", dir=directory.parent))
+        manifest_bytes = json.dumps(asdict(manifest), indent=2).encode()
+        versions = directory / VERSIONS_DIR
+        versions.mkdir(parents=True, exist_ok=True)
+        staging = versions / f"{_STAGING}{version}"
+        staging.mkdir()
         try:
-            _write_file(
-                staging / CHUNKS_FILE,
-                "".join(
-                    json.dumps(asdict(chunk), ensure_ascii=False) + "\n" for chunk in chunks
-                ).encode("utf-8"),
-            )
-            with open(staging / EMBEDDINGS_FILE, "wb") as out:
-                np.save(out, vectors, allow_pickle=False)
-                out.flush()
-                os.fsync(out.fileno())
-            _write_file(staging / MANIFEST_FILE, json.dumps(asdict(manifest), indent=2).encode())
-            _swap_in(staging, directory)
-        finally:
+            _write_version(staging, chunks, vectors, manifest_bytes)
+            os.rename(staging, versions / version)
+        except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _fsync_dir(versions)
+        _publish(directory, version, manifest_bytes)
+        _prune(directory, version)
         return cls(chunks, vectors, manifest)
 
     @classmethod
     def load(cls, directory: Path | str, *, embedder_name: str | None = None) -> VectorIndex:
-        """Read an index; refuse it if `embedder_name` is given and differs from its model."""
-        directory = _locate(Path(directory).absolute())
-        manifest = read_manifest(directory)
-        if embedder_name is not None and embedder_name != manifest.embedding_model:
-            raise EmbedderMismatch(
-                f"the index at {directory} was built with embedding model "
-                f"{manifest.embedding_model!r}, but queries would be embedded with "
-                f"{embedder_name!r}; re-run `switchboard kb ingest PATH` with the same model"
-            )
+        """Read the live version; refuse it if `embedder_name` is given and differs from its
+        model."""
+        directory = Path(directory).absolute()
+        for attempt in range(_LOAD_ATTEMPTS):
+            located = _locate(directory)
+            manifest = read_manifest(located)
+            if embedder_name is not None and embedder_name != manifest.embedding_model:
+                raise EmbedderMismatch(
+                    f"the index at {directory} was built with embedding model "
+                    f"{manifest.embedding_model!r}, but queries would be embedded with "
+                    f"{embedder_name!r}; re-run `switchboard kb ingest PATH` with the same model"
+                )
+            try:
+                return cls._read(_version_dir(located, manifest.version), manifest)
+            except IndexCorrupt:
+                # Its files may have been pruned after we read the pointer, which happens only
+                # once newer versions went live: read the pointer again. Else it is broken.
+                moved = current_version(located) != manifest.version
+                if not moved or attempt == _LOAD_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _read(cls, directory: Path, manifest: IndexManifest) -> VectorIndex:
         try:
             with open(directory / CHUNKS_FILE, encoding="utf-8") as lines:
                 chunks = [Chunk(**json.loads(line)) for line in lines if line.strip()]
@@ -157,40 +216,110 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(out.fileno())
 
 
-def _check_replaceable(directory: Path) -> None:
-    # The swap deletes what was there: never let a mistyped path wipe an unrelated folder.
-    foreign = directory.exists() and not (directory / MANIFEST_FILE).is_file()
-    if foreign and (not directory.is_dir() or any(directory.iterdir())):
-        raise ValueError(
-            f"{directory} exists and is not a knowledge index; "
-            "choose an empty or new folder for the index"
-        )
+def _write_version(
+    folder: Path, chunks: Sequence[Chunk], vectors: npt.NDArray[np.float32], manifest: bytes
+) -> None:
+    lines = "".join(json.dumps(asdict(chunk), ensure_ascii=False) + "\n" for chunk in chunks)
+    _write_file(folder / CHUNKS_FILE, lines.encode("utf-8"))
+    with open(folder / EMBEDDINGS_FILE, "wb") as out:
+        np.save(out, vectors, allow_pickle=False)
+        out.flush()
+        os.fsync(out.fileno())
+    _write_file(folder / MANIFEST_FILE, manifest)
+    _fsync_dir(folder)
 
 
-def _swap_in(staging: Path, directory: Path) -> None:
-    """Replace `directory` with `staging`: old aside, new in, old deleted.
-
-    Two renames are not one atomic step: a crash between them leaves only the retired
-    folder, which `_locate` falls back to, so the previous index keeps serving.
-    """
-    retired = None
-    if directory.exists():
-        retired = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(directory, retired)
+def _fsync_dir(folder: Path) -> None:
+    # Makes the renames inside `folder` durable: after a power cut the pointer never names a
+    # version whose folder entry was lost. Not every platform can open a directory.
     try:
-        os.rename(staging, directory)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _new_version_id() -> str:
+    # Sorts by creation time (microseconds); the suffix keeps two writers apart.
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return f"{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def _version_dir(directory: Path, version: str) -> Path:
+    if not version:
+        return directory  # format 1: the files sit beside the manifest
+    if not _VERSION_ID.fullmatch(version):
+        raise corrupt(directory, f"{MANIFEST_FILE} names an invalid version {version!r}")
+    return directory / VERSIONS_DIR / version
+
+
+def _publish(directory: Path, version: str, manifest: bytes) -> None:
+    """Make `version` live: the one atomic step of a write."""
+    pointer = directory / f"{_POINTER_STAGING}{version}"
+    try:
+        _write_file(pointer, manifest)
+        os.replace(pointer, directory / MANIFEST_FILE)
     except BaseException:
-        if retired is not None:
-            os.rename(retired, directory)
+        pointer.unlink(missing_ok=True)
         raise
-    # Also sweeps folders retired by an earlier interrupted swap: this index supersedes them.
+    _fsync_dir(directory)
+
+
+def _prune(directory: Path, live: str) -> None:
+    """Delete versions older than the last `KEEP_VERSIONS` once retired for `GRACE_SECONDS`,
+    and staging folders left by crashed writers. Versions newer than `live` belong to a
+    concurrent writer and are never touched."""
+    now = time.time()
+    versions = directory / VERSIONS_DIR
+    folders = sorted(p for p in versions.iterdir() if _VERSION_ID.fullmatch(p.name))
+    older = [p for p in folders if p.name < live]
+    # A version was retired when its successor was written.
+    retired = list(zip(older, [*older[1:], versions / live][: len(older)], strict=True))
+    for folder, successor in retired[: max(len(retired) - (KEEP_VERSIONS - 1), 0)]:
+        if now - _mtime(successor) > GRACE_SECONDS:
+            shutil.rmtree(folder, ignore_errors=True)
+    for staging in versions.glob(f"{_STAGING}*"):
+        if now - _mtime(staging) > GRACE_SECONDS:
+            shutil.rmtree(staging, ignore_errors=True)
+    for pointer in directory.glob(f"{_POINTER_STAGING}*"):
+        if now - _mtime(pointer) > GRACE_SECONDS:
+            pointer.unlink(missing_ok=True)
+    # Files of a format-1 index and folders retired by its interrupted swaps are superseded.
+    for name in (CHUNKS_FILE, EMBEDDINGS_FILE):
+        (directory / name).unlink(missing_ok=True)
     for leftover in directory.parent.glob(f".{directory.name}.old-*"):
         shutil.rmtree(leftover, ignore_errors=True)
 
 
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0  # deleted meanwhile by another writer's prune
+
+
+def _check_replaceable(directory: Path) -> None:
+    # A write deletes old versions: never let a mistyped path wipe an unrelated folder. A
+    # folder holding only what a write starts with is an index whose first write crashed.
+    if not directory.exists() or (directory / MANIFEST_FILE).is_file():
+        return
+    if directory.is_dir() and all(
+        p.name == VERSIONS_DIR or p.name.startswith(_POINTER_STAGING) for p in directory.iterdir()
+    ):
+        return
+    raise ValueError(
+        f"{directory} exists and is not a knowledge index; "
+        "choose an empty or new folder for the index"
+    )
+
+
 def _locate(directory: Path) -> Path:
-    if directory.is_dir():
+    if (directory / MANIFEST_FILE).is_file() or directory.is_dir():
         return directory
+    # A format-1 index whose swap (rename old aside, new in) was interrupted by a crash.
     retired = sorted(
         directory.parent.glob(f".{directory.name}.old-*"), key=lambda p: p.stat().st_mtime
     )

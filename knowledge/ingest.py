@@ -1,27 +1,62 @@
-"""Build the index from a folder of documents: load, chunk, embed, write."""
+"""Build the index from a folder of documents: load, chunk, embed, write.
+
+Re-ingests are incremental: a document whose content hash matches the live version keeps its
+chunks and embeddings, so only new and changed documents are embedded. Any change of embedding
+model or chunking parameters (or `rebuild=True`) re-embeds everything.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from knowledge.chunking import chunk_document
+from knowledge.chunking import Chunk, chunk_document
 from knowledge.embeddings import Embedder
-from knowledge.index import VectorIndex
-from knowledge.loaders import load_folder
+from knowledge.index import IndexCorrupt, IndexNotFound, VectorIndex
+from knowledge.loaders import Document, load_folder
+from knowledge.manifest import content_hash
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class IngestReport:
-    """What one ingest did: how many documents and chunks, and how long it took."""
+    """What one ingest did: documents by fate, chunks in the index and chunks embedded.
+
+    `rebuilt` is true when every chunk was embedded afresh (first ingest, `rebuild=True`, or
+    another model or chunking); `version` is the live version afterwards, unchanged when
+    nothing changed (no new version is written then).
+    """
 
     documents: int
     chunks: int
     seconds: float
+    added: int
+    changed: int
+    unchanged: int
+    removed: int
+    embedded: int
+    rebuilt: bool
+    version: str
+
+
+@dataclass
+class _Plan:
+    """The new index's chunks in document order; `rows[i]` is chunk i's row in the previous
+    index's embeddings, or None when it must be embedded."""
+
+    chunks: list[Chunk]
+    rows: list[int | None]
+    added: int = 0
+    changed: int = 0
+    unchanged: int = 0
 
 
 def ingest(
@@ -29,24 +64,113 @@ def ingest(
     index_dir: Path | str,
     embedder: Embedder,
     *,
+    rebuild: bool = False,
     progress: bool = True,
     max_chars: int = 1000,
     overlap: int = 150,
     batch_size: int = 64,
 ) -> IngestReport:
-    """Index every document under `path` into `index_dir`, replacing the previous index.
+    """Index every document under `path` into `index_dir` as a new version.
 
-    The old index keeps serving until the new one is completely written.
+    The previous version keeps serving until the new one is completely written; if anything
+    fails (embedding included), it stays live.
     """
     started = time.perf_counter()
     documents = load_folder(path)
-    chunks = [
-        chunk
-        for doc in documents
-        for chunk in chunk_document(doc, max_chars=max_chars, overlap=overlap)
-    ]
-    if not chunks:
+    chunking = {"max_chars": max_chars, "overlap": overlap}
+    previous = _current(Path(index_dir))
+    reuse = not rebuild and previous is not None and _compatible(previous, embedder, chunking)
+    plan = _plan(documents, previous, chunking, reuse=reuse)
+    if not plan.chunks:
         raise ValueError(f"the documents under {path} contain no text to index")
+    ids = {doc.id for doc in documents}
+    removed = 0 if previous is None else len(set(previous.manifest.documents) - ids)
+    fresh = [chunk for chunk, row in zip(plan.chunks, plan.rows, strict=True) if row is None]
+    if reuse and previous and not fresh and not removed and plan.added == plan.changed == 0:
+        version = previous.version  # nothing to do: replicas need not reload
+    else:
+        fresh_vectors = _embed(embedder, fresh, batch_size, progress)
+        vectors = _assemble(plan, previous if reuse else None, fresh_vectors)
+        written = VectorIndex.write(
+            index_dir, plan.chunks, vectors, embedder.name, documents=documents, chunking=chunking
+        )
+        version = written.version
+    return IngestReport(
+        documents=len(documents),
+        chunks=len(plan.chunks),
+        seconds=time.perf_counter() - started,
+        added=plan.added,
+        changed=plan.changed,
+        unchanged=plan.unchanged,
+        removed=removed,
+        embedded=len(fresh),
+        rebuilt=not reuse,
+        version=version,
+    )
+
+
+def _current(index_dir: Path) -> VectorIndex | None:
+    """The live index (to compare against and reuse from), None if there is none usable."""
+    try:
+        return VectorIndex.load(index_dir)
+    except IndexNotFound:
+        return None
+    except IndexCorrupt as exc:
+        log.warning("rebuilding the whole index: the current one is unusable (%s)", exc)
+        return None
+
+
+def _compatible(previous: VectorIndex, embedder: Embedder, chunking: dict[str, int]) -> bool:
+    """Whether `previous`'s chunks and embeddings are what this ingest would produce."""
+    manifest = previous.manifest
+    if manifest.embedding_model != embedder.name:
+        log.info("rebuilding the whole index: the embedding model changed")
+        return False
+    if manifest.chunking != chunking:
+        log.info("rebuilding the whole index: chunking changed to %s", chunking)
+        return False
+    return True
+
+
+def _plan(
+    documents: Sequence[Document],
+    previous: VectorIndex | None,
+    chunking: dict[str, int],
+    *,
+    reuse: bool,
+) -> _Plan:
+    old_rows: dict[str, list[int]] = {}
+    for row, chunk in enumerate(previous.chunks if previous else ()):
+        old_rows.setdefault(chunk.doc_id, []).append(row)
+    known = previous.manifest.documents if previous else {}
+    plan = _Plan(chunks=[], rows=[])
+    for doc in documents:
+        entry = known.get(doc.id)
+        rows = old_rows.get(doc.id, [])
+        same = entry is not None and entry.sha256 == content_hash(doc)
+        # A chunk count that disagrees with the manifest means an inconsistent index: redo it.
+        if same and reuse and previous is not None and entry and entry.chunks == len(rows):
+            plan.unchanged += 1
+            plan.chunks.extend(previous.chunks[row] for row in rows)
+            plan.rows.extend(rows)
+            continue
+        if same:
+            plan.unchanged += 1
+        elif entry is None:
+            plan.added += 1
+        else:
+            plan.changed += 1
+        chunks = chunk_document(doc, **chunking)
+        plan.chunks.extend(chunks)
+        plan.rows.extend([None] * len(chunks))
+    return plan
+
+
+def _embed(
+    embedder: Embedder, chunks: Sequence[Chunk], batch_size: int, progress: bool
+) -> npt.NDArray[np.float32] | None:
+    if not chunks:
+        return None  # no model load when every document is unchanged
     embedder.warm_up()
     # Batches here (not only inside the embedder) so the progress bar moves during long runs.
     batches = []
@@ -55,9 +179,26 @@ def ingest(
             texts = [chunk.text for chunk in chunks[start : start + batch_size]]
             batches.append(embedder.embed(texts))
             bar.update(len(texts))
-    VectorIndex.write(
-        index_dir, chunks, np.concatenate(batches), embedder.name, documents=documents
-    )
-    return IngestReport(
-        documents=len(documents), chunks=len(chunks), seconds=time.perf_counter() - started
-    )
+    return np.concatenate(batches).astype(np.float32, copy=False)
+
+
+def _assemble(
+    plan: _Plan, previous: VectorIndex | None, fresh: npt.NDArray[np.float32] | None
+) -> npt.NDArray[np.float32]:
+    """The embedding matrix in chunk order: reused rows from `previous`, the rest `fresh`."""
+    if fresh is None:
+        assert previous is not None  # no fresh chunks means every chunk was reused
+        return previous.embeddings[[row for row in plan.rows if row is not None]]
+    if previous is None:
+        return fresh
+    if fresh.shape[1] != previous.manifest.dim:
+        raise ValueError(
+            f"{fresh.shape[1]}-dimensional embeddings cannot join an index of "
+            f"{previous.manifest.dim}; ingest with rebuild=True"
+        )
+    vectors = np.empty((len(plan.chunks), fresh.shape[1]), dtype=np.float32)
+    new = [i for i, row in enumerate(plan.rows) if row is None]
+    old = [(i, row) for i, row in enumerate(plan.rows) if row is not None]
+    vectors[new] = fresh
+    vectors[[i for i, _ in old]] = previous.embeddings[[row for _, row in old]]
+    return vectors

@@ -12,7 +12,9 @@ from bot.errors import ConfigError
 from knowledge.chunking import Chunk
 from knowledge.loaders import Document
 
-FORMAT_VERSION = 1
+# 2: chunks live in `versions/<version>/`; 1 (still readable): chunks beside the manifest.
+FORMAT_VERSION = 2
+READABLE_FORMATS = frozenset({1, 2})
 MANIFEST_FILE = "manifest.json"
 INGEST_HINT = "run `switchboard kb ingest PATH` first"
 
@@ -37,7 +39,8 @@ class EmbedderMismatch(ConfigError, ValueError):
 
 @dataclass(frozen=True)
 class IndexedDocument:
-    """What the manifest records per document; `sha256` of its text lets re-ingests skip it."""
+    """What the manifest records per document; `sha256` (see `content_hash`) lets re-ingests
+    reuse its chunks and embeddings when the document has not changed."""
 
     source: str
     title: str
@@ -47,13 +50,21 @@ class IndexedDocument:
 
 @dataclass(frozen=True)
 class IndexManifest:
-    """The index's `manifest.json`, written last so a folder with one is complete."""
+    """The index's `manifest.json`, written last so a folder with one is complete.
+
+    The top-level copy is also the pointer to the live version: `version` names the folder
+    under `versions/` holding its chunks (empty for a format-1 index, whose chunks sit beside
+    the manifest). `chunking` records the parameters the chunks were cut with, so a re-ingest
+    with other parameters re-chunks everything.
+    """
 
     embedding_model: str
     dim: int
     chunk_count: int
     created: str
     documents: dict[str, IndexedDocument] = field(default_factory=dict)
+    version: str = ""
+    chunking: dict[str, int] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @classmethod
@@ -66,19 +77,32 @@ class IndexManifest:
         return cls(**fields, documents=docs)  # type: ignore[arg-type]
 
 
+def content_hash(doc: Document) -> str:
+    """The sha256 of what a document's chunks are made of: its title and its text (the title
+    can come from front matter, which is not part of `text`). The id stands for the source."""
+    return hashlib.sha256(f"{doc.title}\0{doc.text}".encode()).hexdigest()
+
+
 def document_entries(
     chunks: Sequence[Chunk], documents: Iterable[Document]
 ) -> dict[str, IndexedDocument]:
-    """The manifest's per-document entries: source, title, content sha256, chunk count."""
-    hashes = {doc.id: hashlib.sha256(doc.text.encode("utf-8")).hexdigest() for doc in documents}
+    """The manifest's per-document entries: source, title, content hash, chunk count.
+
+    Documents without chunks (blank ones) are listed too, so re-ingests see them as unchanged.
+    """
     counts: dict[str, int] = {}
     for chunk in chunks:
         counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
-    first = {chunk.doc_id: chunk for chunk in reversed(chunks)}
-    return {
-        doc_id: IndexedDocument(first[doc_id].source, first[doc_id].title, hashes.get(doc_id), n)
-        for doc_id, n in counts.items()
+    entries = {
+        doc.id: IndexedDocument(doc.source, doc.title, content_hash(doc), counts.get(doc.id, 0))
+        for doc in documents
     }
+    for chunk in chunks:
+        if chunk.doc_id not in entries:
+            entries[chunk.doc_id] = IndexedDocument(
+                chunk.source, chunk.title, None, counts[chunk.doc_id]
+            )
+    return entries
 
 
 def read_manifest(directory: Path) -> IndexManifest:
@@ -92,11 +116,11 @@ def read_manifest(directory: Path) -> IndexManifest:
         manifest = IndexManifest.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, AttributeError) as exc:
         raise corrupt(directory, f"unreadable {MANIFEST_FILE}: {exc}") from exc
-    if manifest.format_version != FORMAT_VERSION:
+    if manifest.format_version not in READABLE_FORMATS:
         raise corrupt(
             directory,
             f"format version {manifest.format_version}, this version of "
-            f"Switchboard reads {FORMAT_VERSION}",
+            f"Switchboard reads {' and '.join(map(str, sorted(READABLE_FORMATS)))}",
         )
     return manifest
 

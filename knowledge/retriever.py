@@ -1,15 +1,22 @@
-"""Retrieval: the `Retriever` protocol and the dense (embedding) implementation."""
+"""Retrieval: the `Retriever` protocol, the dense (embedding) implementation, and the
+watcher that swaps in new index versions written by `switchboard kb ingest`."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from bot.types import Citation, Passage
 from knowledge.chunking import Chunk
 from knowledge.embeddings import Embedder
-from knowledge.index import VectorIndex
+from knowledge.index import VectorIndex, current_version
+
+log = logging.getLogger(__name__)
 
 
 class Retriever(Protocol):
@@ -27,18 +34,75 @@ class Retriever(Protocol):
     def ready(self) -> bool: ...
 
 
+class VersionWatcher:
+    """Notices a new live index version: `poll` looks at most every `interval` seconds (one
+    caller at a time; the others go on at once) and calls `reload` when the version differs.
+
+    Polling from the search path needs no task to start or stop: a replica picks up a new
+    version with its first search after the interval. `interval=None` never looks.
+    """
+
+    def __init__(
+        self,
+        index_dir: Path | str,
+        interval: float | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._index_dir = Path(index_dir)
+        self._interval = interval
+        self._clock = clock
+        # The owner loads the live version when it starts: the first look is due after that.
+        self._checked = clock()
+        self._lock = threading.Lock()
+
+    def poll(self, loaded: str | None, reload: Callable[[], object]) -> None:
+        """Reload if due and the live version is not `loaded`; never raises."""
+        if self._interval is None or not self._lock.acquire(blocking=False):
+            return
+        try:
+            now = self._clock()
+            if now - self._checked < self._interval:
+                return
+            self._checked = now
+            live = current_version(self._index_dir)
+            if live is None or live == loaded:
+                return
+            reload()
+            log.info("now serving index version %s (was %s)", live, loaded)
+        except Exception:
+            # A broken new version must not break searches: keep serving the loaded one and
+            # try again after the interval (the next ingest may fix it).
+            log.exception(
+                "could not load the new index version at %s; still serving %s",
+                self._index_dir,
+                loaded,
+            )
+        finally:
+            self._lock.release()
+
+
 class DenseRetriever:
     """Embeds the query and takes the nearest chunks from the on-disk `VectorIndex`.
 
     Passages scoring below `min_score` (cosine) are dropped: an empty result is better
-    grounding than a weakly related one.
+    grounding than a weakly related one. Every `reload_interval` seconds at most, a search
+    first checks for a new index version and swaps it in (see `VersionWatcher`); `version`
+    is the one being served.
     """
 
-    def __init__(self, index_dir: Path | str, embedder: Embedder, min_score: float = 0.2) -> None:
+    def __init__(
+        self,
+        index_dir: Path | str,
+        embedder: Embedder,
+        min_score: float = 0.2,
+        *,
+        reload_interval: float | None = 5.0,
+    ) -> None:
         self._index_dir = Path(index_dir)
         self._embedder = embedder
         self._min_score = min_score
         self._index: VectorIndex | None = None
+        self._watcher = VersionWatcher(index_dir, reload_interval)
 
     def warm_up(self) -> None:
         if self._index is None:
@@ -53,14 +117,19 @@ class DenseRetriever:
     def ready(self) -> bool:
         return self._index is not None
 
-    async def search(self, query: str, k: int) -> list[Passage]:
+    @property
+    def version(self) -> str | None:
+        """The index version being served (None before `warm_up()`)."""
         index = self._index
-        if index is None:
+        return None if index is None else index.version
+
+    async def search(self, query: str, k: int) -> list[Passage]:
+        if self._index is None:
             raise RuntimeError("DenseRetriever.search() called before warm_up()")
         if not query.strip() or k <= 0:
             return []
-        # Embedding is CPU-bound (tens of ms): keep it off the event loop.
-        hits = await asyncio.to_thread(self._search_sync, index, query, k)
+        # Embedding (and the occasional reload) is CPU-bound: keep it off the event loop.
+        hits = await asyncio.to_thread(self._search_sync, query, k)
         return [
             Passage(
                 text=chunk.text,
@@ -72,6 +141,9 @@ class DenseRetriever:
             for chunk, score in hits
         ]
 
-    def _search_sync(self, index: VectorIndex, query: str, k: int) -> list[tuple[Chunk, float]]:
+    def _search_sync(self, query: str, k: int) -> list[tuple[Chunk, float]]:
+        self._watcher.poll(self.version, self.reload)
+        index = self._index
+        assert index is not None  # set by warm_up(), never unset
         vector = self._embedder.embed([query])[0]
         return index.search(vector, k, min_score=self._min_score)

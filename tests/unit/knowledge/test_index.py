@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from knowledge.index import (
     IndexCorrupt,
     IndexNotFound,
     VectorIndex,
+    current_version,
 )
 from knowledge.loaders import Document
 
@@ -35,6 +37,12 @@ def make_chunks(*texts: str) -> list[Chunk]:
     ]
 
 
+def live(directory: Path) -> Path:
+    version = current_version(directory)
+    assert version
+    return directory / "versions" / version
+
+
 def write(directory: Path, *texts: str) -> VectorIndex:
     chunks = make_chunks(*texts)
     return VectorIndex.write(directory, chunks, EMBEDDER.embed(texts), EMBEDDER.name)
@@ -50,7 +58,13 @@ def test_chunks_and_vectors_round_trip_when_written_and_loaded(tmp_path: Path) -
     assert index.chunks == chunks
     np.testing.assert_array_equal(index.embeddings, vectors)
     manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
+    assert manifest["version"] == index.version
+    assert sorted(p.name for p in (tmp_path / "index" / "versions" / index.version).iterdir()) == [
+        "chunks.jsonl",
+        "embeddings.npy",
+        "manifest.json",
+    ]
     assert (manifest["embedding_model"], manifest["dim"], manifest["chunk_count"]) == (
         "hashing-bow-32",
         32,
@@ -58,6 +72,7 @@ def test_chunks_and_vectors_round_trip_when_written_and_loaded(tmp_path: Path) -
     )
     assert manifest["created"].endswith("+00:00")
     assert len(manifest["documents"]["doc0"]["sha256"]) == 64
+    assert manifest["documents"]["doc0"]["chunks"] == 1
     assert manifest["documents"]["doc1"] == {
         "source": "1.md",
         "title": "T1",
@@ -104,37 +119,55 @@ def test_previous_index_survives_when_writing_fails_midway(
 
     index = VectorIndex.load(tmp_path / "index")
     assert [c.text for c in index.chunks] == ["old refund policy"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]  # no staging left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+    # No staging left behind: only the live version.
+    assert [p.name for p in (tmp_path / "index" / "versions").iterdir()] == [index.version]
 
 
-def test_previous_index_restored_when_final_rename_fails(
+def test_previous_index_serves_when_pointer_switch_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write(tmp_path / "index", "old")
-    real_rename = os.rename
-    calls: list[str] = []
+    old = write(tmp_path / "index", "old")
 
-    def flaky_rename(src: str | Path, dst: str | Path) -> None:
-        calls.append(str(src))
-        if ".new-" in str(src):
-            raise OSError("rename failed")
-        real_rename(src, dst)
+    def failing_replace(src: str | Path, dst: str | Path) -> None:
+        raise OSError("replace failed")
 
-    monkeypatch.setattr(os, "rename", flaky_rename)
-    with pytest.raises(OSError, match="rename failed"):
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="replace failed"):
         write(tmp_path / "index", "new")
     monkeypatch.undo()
-    assert [c.text for c in VectorIndex.load(tmp_path / "index").chunks] == ["old"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+    index = VectorIndex.load(tmp_path / "index")
+    assert ([c.text for c in index.chunks], index.version) == (["old"], old.version)
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == ["manifest.json", "versions"]
 
 
-def test_retired_index_serves_when_swap_was_interrupted(tmp_path: Path) -> None:
-    write(tmp_path / "index", "old")
-    # What a crash between "rename old aside" and "rename new in" leaves behind.
-    os.rename(tmp_path / "index", tmp_path / ".index.old-1234abcd")
+def test_format_1_index_serves_and_is_replaced_when_written_again(tmp_path: Path) -> None:
+    # What Switchboard wrote before versions: files beside the manifest, no version.
+    new = write(tmp_path / "new", "old")
+    legacy = tmp_path / "index"
+    shutil.copytree(tmp_path / "new" / "versions" / new.version, legacy)
+    data = json.loads((legacy / "manifest.json").read_text())
+    del data["version"], data["chunking"]
+    (legacy / "manifest.json").write_text(json.dumps({**data, "format_version": 1}))
+    assert current_version(legacy) == ""
+    assert [c.text for c in VectorIndex.load(legacy).chunks] == ["old"]
+
+    index = write(legacy, "new")
+    assert [c.text for c in VectorIndex.load(legacy).chunks] == ["new"]
+    assert sorted(p.name for p in legacy.iterdir()) == ["manifest.json", "versions"]
+    assert current_version(legacy) == index.version
+
+
+def test_retired_format_1_index_serves_when_its_swap_was_interrupted(tmp_path: Path) -> None:
+    new = write(tmp_path / "new", "old")
+    # What a crash of the format-1 writer between "rename old aside" and "rename new in" left.
+    retired = tmp_path / ".index.old-1234abcd"
+    shutil.copytree(tmp_path / "new" / "versions" / new.version, retired)
+    data = json.loads((retired / "manifest.json").read_text())
+    (retired / "manifest.json").write_text(json.dumps({**data, "version": ""}))
     assert [c.text for c in VectorIndex.load(tmp_path / "index").chunks] == ["old"]
     write(tmp_path / "index", "new")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["index"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["index", "new"]
 
 
 def test_load_refused_when_embedding_model_differs(tmp_path: Path) -> None:
@@ -164,10 +197,24 @@ def test_error_tells_to_ingest_when_index_is_missing(tmp_path: Path) -> None:
             ),
             "format version 99",
         ),
-        (lambda d: (d / "chunks.jsonl").write_text(""), "0 chunks"),
-        (lambda d: (d / "embeddings.npy").unlink(), r"embeddings\.npy"),
+        (lambda d: (live(d) / "chunks.jsonl").write_text(""), "0 chunks"),
+        (lambda d: (live(d) / "embeddings.npy").unlink(), r"embeddings\.npy"),
+        (lambda d: shutil.rmtree(live(d)), r"chunks\.jsonl"),
+        (
+            lambda d: (d / "manifest.json").write_text(
+                (d / "manifest.json").read_text().replace('"version": "', '"version": "../')
+            ),
+            "invalid version",
+        ),
     ],
-    ids=["bad-json", "future-format", "truncated-chunks", "missing-embeddings"],
+    ids=[
+        "bad-json",
+        "future-format",
+        "truncated-chunks",
+        "missing-embeddings",
+        "missing-version",
+        "escaping-version",
+    ],
 )
 def test_corrupt_error_when_index_files_are_damaged(
     tmp_path: Path, damage: Callable[[Path], object], reason: str

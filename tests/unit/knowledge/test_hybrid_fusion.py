@@ -1,0 +1,83 @@
+"""Rank fusion, diversity and the BM25 index, on small hand-checked fixtures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from knowledge.bm25 import BM25Index, tokenize
+from knowledge.hybrid import cap_per_document, mmr, reciprocal_rank_fusion
+
+
+def test_items_ranked_well_by_both_lists_win_when_fusing_with_rrf() -> None:
+    fused = reciprocal_rank_fusion([[1, 2, 3], [2, 3, 1]], k=60)
+    assert fused[2] == pytest.approx(1 / 62 + 1 / 61)
+    assert sorted(fused, key=lambda i: -fused[i]) == [2, 1, 3]
+
+
+def test_an_item_in_one_list_only_scores_its_single_term_when_fusing_with_rrf() -> None:
+    fused = reciprocal_rank_fusion([[7], [8, 9]], k=1)
+    assert fused == {7: 0.5, 8: 0.5, 9: pytest.approx(1 / 3)}
+
+
+def test_no_rankings_fuse_to_nothing_when_fusing_with_rrf() -> None:
+    assert reciprocal_rank_fusion([]) == {}
+
+
+def test_a_near_duplicate_is_pushed_down_when_mmr_diversifies() -> None:
+    # Items 0 and 1 are the same direction; item 2 is orthogonal but slightly less relevant.
+    vectors = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    assert mmr([10, 11, 12], [1.0, 0.99, 0.9], vectors, k=3, lambda_=0.5) == [10, 12, 11]
+
+
+def test_relevance_order_is_kept_when_mmr_lambda_is_one() -> None:
+    vectors = np.array([[1, 0], [1, 0], [0, 1]], dtype=np.float32)
+    assert mmr([10, 11, 12], [1.0, 0.99, 0.9], vectors, k=2, lambda_=1.0) == [10, 11]
+    assert mmr([], [], np.zeros((0, 2), dtype=np.float32), k=3, lambda_=0.5) == []
+
+
+@pytest.mark.parametrize(
+    ("cap", "k", "expected"),
+    [
+        (1, 5, [0, 2, 4]),
+        (2, 5, [0, 1, 2, 4]),
+        (2, 3, [0, 1, 2]),
+        (1, 2, [0, 2]),
+    ],
+)
+def test_chunks_beyond_the_cap_are_skipped_when_capping_per_document(
+    cap: int, k: int, expected: list[int]
+) -> None:
+    docs = ["a", "a", "b", "a", "c"]
+    assert cap_per_document([0, 1, 2, 3, 4], docs, cap, k) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("How do I reset my Password?", ["reset", "password"]),
+        ("Change the e-mail", ["change", "mail"]),
+        ("SQLCODE401 in DB2 v11", ["sqlcode401", "db2", "v11"]),
+        ("a I 7 of", []),
+    ],
+)
+def test_words_are_lowercased_without_stopwords_when_tokenizing(
+    text: str, tokens: list[str]
+) -> None:
+    assert tokenize(text) == tokens
+
+
+def test_the_chunk_sharing_a_rare_term_scores_highest_when_scoring_bm25() -> None:
+    index = BM25Index(["refund to your card", "parcel track page", "refund policy and card"])
+    scores, terms = index.scores("how do I track my parcel")
+    assert terms == 2
+    assert int(np.argmax(scores)) == 1
+    assert scores[0] == 0.0
+
+
+def test_scores_are_zero_when_no_query_term_is_in_the_corpus() -> None:
+    index = BM25Index(["refund to your card", ""])
+    scores, terms = index.scores("zebra the")
+    assert terms == 1
+    assert scores.tolist() == [0.0, 0.0]
+    assert BM25Index([]).scores("refund")[0].shape == (0,)
