@@ -25,6 +25,7 @@ ingest: $(STAMP) ## Index the bundled demo help center (demo/kb)
 demo: ingest ## Install, index the demo help center and serve it on http://127.0.0.1:8000
 	SWITCHBOARD_POLICY_FILE=$${SWITCHBOARD_POLICY_FILE:-demo/policy.yaml} \
 	SWITCHBOARD_KNOWLEDGE__DOCUMENTS_DIR=$${SWITCHBOARD_KNOWLEDGE__DOCUMENTS_DIR:-demo/kb} \
+	SWITCHBOARD_KNOWLEDGE__ABSTENTION_MODEL=$${SWITCHBOARD_KNOWLEDGE__ABSTENTION_MODEL:-demo/abstain.json} \
 	$(BIN)/switchboard serve
 
 serve: $(STAMP) ## Serve with the current settings (no ingest)

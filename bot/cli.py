@@ -208,14 +208,13 @@ def kb_search(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Show the passages the bot would retrieve for QUERY, and its confidence."""
+    from bot.components import build_retriever
     from knowledge.embeddings import MiniLMEmbedder
-    from knowledge.hybrid import HybridRetriever
 
     settings = _settings()
     _logging("warning")
-    retriever = HybridRetriever(
-        index_dir or settings.index_dir, MiniLMEmbedder(settings.knowledge.embedding_model)
-    )
+    embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
+    retriever = build_retriever(settings, embedder, index_dir)
     try:
         retriever.warm_up()
     except (FileNotFoundError, ValueError) as exc:
@@ -244,8 +243,12 @@ def kb_search(
             bold=True,
         )
         typer.echo("   " + passage.text.strip().replace("\n", " ")[:240])
-    verdict = "answers" if confidence >= (retriever.threshold or 0.0) else "abstains"
-    typer.echo(f"confidence {confidence:.2f}: the bot {verdict} (threshold {retriever.threshold})")
+    threshold = retriever.threshold
+    if confidence is None or threshold is None:
+        typer.echo("no abstention model: the bot always answers")
+        return
+    verdict = "answers" if confidence >= threshold else "says it does not know"
+    typer.echo(f"confidence {confidence:.2f}: the bot {verdict} (threshold {threshold:.2f})")
 
 
 @kb_app.command("eval")

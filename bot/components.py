@@ -11,6 +11,8 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.errors import ConfigError
 from bot.llm.base import LanguageModel
@@ -21,6 +23,9 @@ from knowledge.embeddings import Embedder
 from knowledge.ingest import IngestReport
 from knowledge.retriever import Retriever
 from policies.engine import PolicyEngine
+
+if TYPE_CHECKING:
+    from knowledge.hybrid import HybridRetriever
 
 log = logging.getLogger(__name__)
 
@@ -111,18 +116,31 @@ def build_store(settings: Settings) -> SessionStore:
     )
 
 
+def build_retriever(
+    settings: Settings, embedder: Embedder, index_dir: Path | None = None
+) -> HybridRetriever:
+    """The production retriever: hybrid BM25 + dense, with the configured abstention model."""
+    from knowledge.abstain import DEFAULT_PATH as BUNDLED_ABSTENTION_MODEL
+    from knowledge.hybrid import HybridRetriever
+
+    return HybridRetriever(
+        index_dir or settings.index_dir,
+        embedder,
+        abstention=settings.knowledge.abstention_model or BUNDLED_ABSTENTION_MODEL,
+    )
+
+
 def build_components(settings: Settings) -> Components:
     """The production stages for `settings` (nothing heavy is loaded yet)."""
     from bot.llm.factory import build_language_model
     from knowledge.embeddings import MiniLMEmbedder
-    from knowledge.hybrid import HybridRetriever
 
     embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
     return Components(
         settings=settings,
         store=build_store(settings),
         policies=PolicyEngine.from_file(settings.policy_file),
-        retriever=HybridRetriever(settings.index_dir, embedder),
+        retriever=build_retriever(settings, embedder),
         llm=build_language_model(settings),
         embedder=embedder,
     )

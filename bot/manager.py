@@ -47,6 +47,8 @@ class _TurnAudit:
     conversation_id: str
     pii_in: tuple[str, ...] = ()
     passages: int = 0
+    confidence: float | None = None  # that the knowledge base answers (calibrated)
+    abstained: bool = False
     retrieval_error: str = ""
     model_error: str = ""
     first_token_s: float | None = None
@@ -115,6 +117,16 @@ class ConversationManager:
             # The question is stored before the model runs: it survives a model failure.
             await self.store.append(session.id, [Turn("user", question)])
             passages = await self._retrieve(question, record)
+            if record.abstained:
+                # Nothing in the help center answers this: say so rather than let the model
+                # guess. The model is not asked at all.
+                reply = Turn("assistant", self.policies.no_answer_reply)
+                yield Token(reply.text)
+                await self.store.append(session.id, [reply])
+                record.total_s = time.perf_counter() - started
+                audit.info("turn %s", json.dumps(asdict(record)))
+                yield self._final(session, reply, message)
+                return
             prompt = build_prompt(
                 company=self._settings.company_name,
                 question=question,
@@ -136,7 +148,17 @@ class ConversationManager:
 
     async def _retrieve(self, question: str, record: _TurnAudit) -> list[Passage]:
         try:
-            passages = await self.retriever.search(question, self._settings.knowledge.top_k)
+            passages, confidence = await self.retriever.search_with_confidence(
+                question, self._settings.knowledge.top_k
+            )
+            threshold = self.retriever.threshold
+            record.confidence = confidence
+            if (
+                self._settings.knowledge.abstain
+                and confidence is not None
+                and threshold is not None
+            ):
+                record.abstained = confidence < threshold
             # Passages pass the policies too; if that fails they are dropped, never used raw.
             passages = await self.policies.screen_passages(passages)
         except Exception as exc:  # degrade: answer without passages, and say so in the audit

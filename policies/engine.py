@@ -49,6 +49,11 @@ class PolicyEngine:
         return self._policy
 
     @property
+    def no_answer_reply(self) -> str:
+        """What to send when the help center has nothing on the question."""
+        return self._policy.messages.no_answer
+
+    @property
     def fallback_reply(self) -> str:
         """What to send when no answer can be produced (e.g. the model failed)."""
         return self._policy.messages.fallback

@@ -128,6 +128,10 @@ class Messages(_Strict):
     blocked: NonEmptyText = (
         "Sorry — I can't help with that here. Would you like to talk to a person?"
     )
+    no_answer: NonEmptyText = (
+        "I don't know the answer to that, and I'd rather not guess. "
+        "Would you like to talk to a person?"
+    )
 
 
 class PolicyFile(_Strict):

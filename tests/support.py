@@ -15,6 +15,10 @@ from fastapi import FastAPI
 
 from bot.types import Passage
 
+# The demo help center's abstention model, fitted on demo/eval/questions.jsonl (as `make demo`
+# uses it); the bundled default is calibrated on TechQA.
+DEMO_ABSTENTION = Path(__file__).resolve().parents[1] / "demo" / "abstain.json"
+
 
 class LiveServer:
     """A real uvicorn server on 127.0.0.1 and a free port, in a background thread."""
@@ -136,9 +140,17 @@ def build_tiny_model(target: Path) -> Path:
 class FixedRetriever:
     """A `Retriever` that returns the same passages for every query (or raises `error`)."""
 
-    def __init__(self, passages: list[Passage], error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        passages: list[Passage],
+        error: Exception | None = None,
+        confidence: float | None = None,
+        threshold: float | None = None,
+    ) -> None:
         self.passages = passages
         self.error = error
+        self.confidence = confidence
+        self.threshold = threshold
         self.queries: list[str] = []
 
     def warm_up(self) -> None:
@@ -152,3 +164,8 @@ class FixedRetriever:
         if self.error is not None:
             raise self.error
         return self.passages[:k]
+
+    async def search_with_confidence(
+        self, query: str, k: int
+    ) -> tuple[list[Passage], float | None]:
+        return await self.search(query, k), self.confidence

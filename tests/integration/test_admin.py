@@ -45,6 +45,7 @@ def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         data_dir=data,
         admin_api_key=KEY,
         llm=LLMSettings(model=str(tiny_model_dir), max_new_tokens=4),
+        knowledge={"abstain": False},  # no abstention model fitted for these three articles
     )
     with live_server(create_app(settings)) as live:
         yield live

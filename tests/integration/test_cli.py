@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import DEMO_ABSTENTION
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,6 +83,7 @@ def test_chat_once_prints_the_final_message_as_json_when_asked(
         "SWITCHBOARD_LLM__MODEL": str(tiny_model_dir),
         "SWITCHBOARD_LLM__MAX_NEW_TOKENS": "8",
         "SWITCHBOARD_KNOWLEDGE__INDEX_DIR": str(demo_index),
+        "SWITCHBOARD_KNOWLEDGE__ABSTENTION_MODEL": str(DEMO_ABSTENTION),
     }
     result = _run("chat", "--once", "How do I reset my password?", "--json", env=env)
     assert result.returncode == 0, result.stderr

@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 
 from bot.app import create_app
 from bot.settings import LLMSettings, Settings
-from tests.support import LiveServer, live_server
+from tests.support import DEMO_ABSTENTION, LiveServer, live_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ def server(demo_index: Path, redis_url: str) -> Iterator[LiveServer]:
         redis_url=redis_url,
         key_prefix="sbtest:",
         llm=LLMSettings(max_new_tokens=96),
-        knowledge={"index_dir": demo_index},
+        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
     )
     with live_server(create_app(settings)) as live:
         yield live

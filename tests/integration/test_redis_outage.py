@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 
 from bot.app import create_app
 from bot.settings import LLMSettings, Settings
-from tests.support import LiveServer, live_server
+from tests.support import DEMO_ABSTENTION, LiveServer, live_server
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def server(
         redis_url=private_redis.url,
         data_dir=tmp_path,
         llm=LLMSettings(model=str(tiny_model_dir), max_new_tokens=8),
-        knowledge={"index_dir": demo_index},
+        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
     )
     with live_server(create_app(settings)) as live:
         yield live

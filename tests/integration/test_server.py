@@ -18,7 +18,8 @@ from websockets.sync.client import ClientConnection, connect
 
 from bot.app import create_app
 from bot.settings import LLMSettings, Settings
-from tests.support import LiveServer, live_server
+from policies.schema import default_policy_path, load_policy
+from tests.support import DEMO_ABSTENTION, LiveServer, live_server
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +33,7 @@ def server(
         key_prefix="sbtest:",
         data_dir=tmp_path_factory.mktemp("data"),
         llm=LLMSettings(model=str(tiny_model_dir), max_new_tokens=24),
-        knowledge={"index_dir": demo_index},
+        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
         max_message_chars=500,
     )
     with live_server(create_app(settings)) as live:
@@ -202,3 +203,15 @@ def test_rest_channel_returns_422_when_body_is_malformed(server: LiveServer) -> 
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 422
+
+
+def test_says_it_does_not_know_when_the_help_center_has_nothing_on_it(
+    server: LiveServer, clean_redis: redis.Redis
+) -> None:
+    with connect(server.ws) as ws:
+        _, final = _answer(ws, "What's the capital of Australia?")
+    assert final["type"] == "message", final
+    assert final["text"] == load_policy(default_policy_path()).messages.no_answer
+    assert final["citations"] == []
+    stored = clean_redis.lrange(f"sbtest:conv:{final['conversation_id']}:turns", 0, -1)
+    assert [json.loads(t)["role"] for t in stored] == ["user", "assistant"]

@@ -12,7 +12,7 @@ from websockets.sync.client import connect
 
 from bot.app import create_app
 from bot.settings import LLMSettings, Settings
-from tests.support import LiveServer, live_server
+from tests.support import DEMO_ABSTENTION, LiveServer, live_server
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +26,7 @@ def server(
         llm=LLMSettings(
             model=str(tiny_model_dir), max_new_tokens=2000, max_batch_size=1, max_queue=0
         ),
-        knowledge={"index_dir": demo_index},
+        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
     )
     with live_server(create_app(settings)) as live:
         yield live
@@ -36,15 +36,17 @@ def test_busy_error_when_the_only_slot_is_taken_then_served_when_it_frees(
     server: LiveServer,
 ) -> None:
     with connect(server.ws) as long_answer:
-        long_answer.send(json.dumps({"type": "message", "text": "tell me everything"}))
+        long_answer.send(json.dumps({"type": "message", "text": "How do I reset my password?"}))
         assert json.loads(long_answer.recv(timeout=60))["type"] == "token"
 
-        rest = httpx.post(f"{server.http}/api/messages", json={"text": "hi"}, timeout=30)
+        rest = httpx.post(
+            f"{server.http}/api/messages", json={"text": "How long does a refund take?"}, timeout=30
+        )
         assert rest.status_code == 503
         assert rest.json()["error"]["code"] == "busy"
         assert "try again" in rest.json()["error"]["message"]
         with connect(server.ws) as ws:
-            ws.send(json.dumps({"type": "message", "text": "hi"}))
+            ws.send(json.dumps({"type": "message", "text": "How long does a refund take?"}))
             while (frame := json.loads(ws.recv(timeout=30)))["type"] == "notice":
                 pass
             assert frame["type"] == "error" and frame["code"] == "busy", frame
@@ -52,7 +54,9 @@ def test_busy_error_when_the_only_slot_is_taken_then_served_when_it_frees(
             assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
     # The long answer's client left: its slot frees at the next step.
     for _ in range(50):
-        rest = httpx.post(f"{server.http}/api/messages", json={"text": "hi"}, timeout=60)
+        rest = httpx.post(
+            f"{server.http}/api/messages", json={"text": "How long does a refund take?"}, timeout=60
+        )
         if rest.status_code != 503:
             break
     assert rest.status_code == 200, rest.text

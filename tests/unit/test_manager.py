@@ -152,6 +152,40 @@ async def test_passage_pii_is_replaced_before_the_prompt_unless_the_policy_allow
     assert "<PHONE_NUMBER>" in system and "<EMAIL_ADDRESS>" in system
 
 
+async def test_says_it_does_not_know_without_asking_the_model_when_confidence_is_low(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO)
+    retriever = FixedRetriever([RETURNS], confidence=0.2, threshold=0.6)
+    manager = _manager(ScriptedModel([]), retriever)  # any model call fails the test
+    events = await _run(manager, "What's the capital of Australia?")
+    final = events[-1]
+    assert isinstance(final, Message)
+    assert final.text == manager.policies.no_answer_reply
+    assert final.citations == ()
+    assert [e.text for e in events if isinstance(e, Token)] == [final.text]
+    stored = await manager.store.history(final.conversation_id)
+    assert [t.role for t in stored] == ["user", "assistant"]
+    [turn_log] = [r.getMessage() for r in caplog.records if r.name == "switchboard.audit"]
+    audit = json.loads(turn_log.removeprefix("turn "))
+    assert audit["abstained"] is True and audit["confidence"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("confidence", "threshold", "abstain"),
+    [(0.7, 0.6, True), (0.2, 0.6, False), (None, 0.6, True), (0.2, None, True)],
+)
+async def test_answers_when_confident_or_abstention_is_off_or_has_no_signal(
+    confidence: float | None, threshold: float | None, abstain: bool
+) -> None:
+    retriever = FixedRetriever([RETURNS], confidence=confidence, threshold=threshold)
+    settings = {"knowledge": {"abstain": abstain}}
+    manager = _manager(ScriptedModel([["You have 30 days."]]), retriever, **settings)
+    final = (await _run(manager, "How long to return?"))[-1]
+    assert isinstance(final, Message)
+    assert final.text == "You have 30 days."
+
+
 async def test_answer_without_passages_when_retrieval_fails() -> None:
     model = ScriptedModel([["I don't know."]])
     manager = _manager(model, FixedRetriever([], error=RuntimeError("index gone")))

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from knowledge.bm25 import BM25Index, tokenize
-from knowledge.hybrid import cap_per_document, mmr, reciprocal_rank_fusion
+from knowledge.hybrid import (
+    best_chunk_first,
+    cap_per_document,
+    mmr,
+    promote_tops,
+    reciprocal_rank_fusion,
+)
 
 
 def test_items_ranked_well_by_both_lists_win_when_fusing_with_rrf() -> None:
@@ -81,3 +87,25 @@ def test_scores_are_zero_when_no_query_term_is_in_the_corpus() -> None:
     assert terms == 1
     assert scores.tolist() == [0.0, 0.0]
     assert BM25Index([]).scores("refund")[0].shape == (0,)
+
+
+@pytest.mark.parametrize(
+    ("fused", "tops", "expected"),
+    [
+        ([5, 1, 2, 3, 4], [4, 3], [5, 4, 3, 1, 2]),  # buried tops come right after the best
+        ([5, 1, 2], [5, 1], [5, 1, 2]),  # already on top: nothing moves
+        ([5, 1, 2], [2, 2], [5, 2, 1]),  # both rankers agree: promoted once
+        ([5, 1, 2], [], [5, 1, 2]),
+    ],
+)
+def test_each_rankers_best_follows_the_fused_best_when_promoted(
+    fused: list[int], tops: list[int], expected: list[int]
+) -> None:
+    assert promote_tops(fused, tops) == expected
+
+
+def test_articles_keep_their_places_and_lead_with_their_closest_chunk_when_reordered() -> None:
+    doc_of = ["a", "a", "b", "a", "b"]
+    dense = np.array([0.1, 0.9, 0.3, 0.5, 0.8], dtype=np.float32)
+    # fused order: a0, b2, a1, b4  ->  same articles per place, best chunk of each first
+    assert best_chunk_first([0, 2, 1, 4], doc_of, dense) == [1, 4, 0, 2]

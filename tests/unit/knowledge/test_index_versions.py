@@ -15,6 +15,7 @@ import pytest
 import knowledge.index
 from knowledge.chunking import Chunk
 from knowledge.embeddings import HashingEmbedder
+from knowledge.hybrid import HybridRetriever
 from knowledge.index import IndexNotFound, VectorIndex, current_version
 from knowledge.ingest import ingest
 from knowledge.manifest import IndexManifest
@@ -152,11 +153,16 @@ def test_readers_see_whole_versions_when_ingest_writes_new_ones_meanwhile(
     assert len(seen) > 1 and len(set(loads)) > 1  # both readers overlapped several writes
 
 
+@pytest.mark.parametrize("kind", ["dense", "hybrid"])
 async def test_retriever_serves_the_new_version_when_one_is_ingested(
-    help_center: Path, tmp_path: Path
+    help_center: Path, tmp_path: Path, kind: str
 ) -> None:
     ingest(help_center, tmp_path / "index", EMBEDDER, progress=False)
-    retriever = DenseRetriever(tmp_path / "index", EMBEDDER, min_score=0.1, reload_interval=0)
+    retriever: DenseRetriever | HybridRetriever = (
+        DenseRetriever(tmp_path / "index", EMBEDDER, min_score=0.1, reload_interval=0)
+        if kind == "dense"
+        else HybridRetriever(tmp_path / "index", EMBEDDER, reload_interval=0)
+    )
     retriever.warm_up()
     first = retriever.version
     (help_center / "gift-cards.md").write_text("# Gift cards\n\nGift cards never expire.\n")
