@@ -79,7 +79,12 @@ async def readyz(components: ComponentsDep) -> JSONResponse:
         "knowledge": components.knowledge_error or "ok",
     }
     ready = checks["store"] == "ok" and checks["model"] == "ok"
-    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    body = {
+        "status": "ready" if ready else "not ready",
+        "checks": checks,
+        # The index version being served: replicas pick up a new one within seconds.
+        "knowledge_version": getattr(components.retriever, "version", None),
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

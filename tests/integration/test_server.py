@@ -70,6 +70,7 @@ def test_health_ready_and_docs_when_started(server: LiveServer) -> None:
     ready = httpx.get(f"{server.http}/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"store": "ok", "model": "ok", "knowledge": "ok"}
+    assert ready.json()["knowledge_version"], "the served index version is reported"
     assert httpx.get(f"{server.http}/docs").status_code == 200
     assert "/api/messages" in httpx.get(f"{server.http}/openapi.json").json()["paths"]
 
