@@ -170,14 +170,28 @@ def _print_final(message: Message, as_json: bool) -> None:
 
 @kb_app.command("ingest")
 def kb_ingest(
-    path: Annotated[Path, typer.Argument(help="A folder of Markdown/text help articles.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A folder (or file) of .md, .txt, .html and .pdf help articles; with --urls, "
+            "the folder holding the saved pages."
+        ),
+    ],
     index_dir: Annotated[Path | None, typer.Option(help="[default: DATA_DIR/index]")] = None,
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Re-embed every document, changed or not.")
     ] = False,
+    urls: Annotated[
+        Path | None,
+        typer.Option(
+            help="A sitemap.xml or a file of URLs (one a line): index those pages, read from "
+            "PATH (https://host/a/b -> PATH/a/b.html or PATH/a/b/index.html); nothing is fetched."
+        ),
+    ] = None,
 ) -> None:
     """Chunk, embed and index a folder of documents as a new index version (switched in
-    atomically). Only new and changed documents are embedded unless --rebuild is given."""
+    atomically). Only new and changed documents are embedded unless --rebuild is given.
+    Chunk size and overlap come from SWITCHBOARD_KNOWLEDGE__CHUNK_TOKENS / __CHUNK_OVERLAP."""
     from knowledge.embeddings import MiniLMEmbedder
     from knowledge.ingest import ingest
 
@@ -186,7 +200,13 @@ def kb_ingest(
     target = index_dir or settings.index_dir
     try:
         report = ingest(
-            path, target, MiniLMEmbedder(settings.knowledge.embedding_model), rebuild=rebuild
+            path,
+            target,
+            MiniLMEmbedder(settings.knowledge.embedding_model),
+            rebuild=rebuild,
+            urls=urls,
+            max_tokens=settings.knowledge.chunk_tokens,
+            overlap=settings.knowledge.chunk_overlap,
         )
     except (FileNotFoundError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
@@ -198,6 +218,10 @@ def kb_ingest(
         f"{report.removed} removed; {report.embedded} chunks embedded"
         + (" (full rebuild)" if report.rebuilt else "")
     )
+    if report.skipped:
+        typer.secho(f"{len(report.skipped)} skipped:", fg="yellow", err=True)
+        for reason in report.skipped:
+            typer.secho(f"  {reason}", fg="yellow", err=True)
 
 
 @kb_app.command("search")

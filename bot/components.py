@@ -95,6 +95,8 @@ class Components:
                 self.settings.index_dir,
                 self.embedder,
                 progress=False,
+                max_tokens=self.settings.knowledge.chunk_tokens,
+                overlap=self.settings.knowledge.chunk_overlap,
             )
             reload = getattr(self.retriever, "reload", None)
             if reload is not None:

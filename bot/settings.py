@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
@@ -118,6 +118,24 @@ class KnowledgeSettings(BaseModel):
         description="The help-center folder the admin API manages and re-indexes "
         "(default: DATA_DIR/documents).",
     )
+    chunk_tokens: int = Field(
+        224,
+        ge=32,
+        le=8192,
+        description="Longest chunk, in the embedding model's tokens (MiniLM reads 256).",
+    )
+    chunk_overlap: int = Field(
+        32, ge=0, description="Tokens a chunk repeats from the one before it in a section."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> KnowledgeSettings:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be below chunk_tokens "
+                f"({self.chunk_tokens})"
+            )
+        return self
 
 
 class SessionSettings(BaseModel):

@@ -3,19 +3,83 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+from knowledge.embeddings import BUILTIN_MODEL, BUILTIN_NAME, builtin_model_path
 from knowledge.loaders import Document
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
 _FENCE = re.compile(r"^[ \t]*(```|~~~)")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
-# Split points keep the separator so a split paragraph can be glued back unchanged.
-_SENTENCE_BREAK = re.compile(r"((?<=[.!?])\s+|\n+)")
-_WORD_BREAK = re.compile(r"(\s+)")
+# Inside a section: paragraphs, then lines, then sentences, then words, then characters.
+_SEPARATORS = [r"\n[ \t]*\n", r"\n", r"(?<=[.!?])\s+", r"\s+", ""]
 HEADING_SEPARATOR = " > "
 CONTEXT_SEPARATOR = " — "
+# all-MiniLM-L6-v2 reads at most 256 word pieces, [CLS] and [SEP] included: a chunk of 224
+# leaves room for them and for tokenizers that count a little differently.
+DEFAULT_MAX_TOKENS = 224
+DEFAULT_OVERLAP_TOKENS = 32
+
+
+class TokenCounter:
+    """Counts a text's tokens with the embedding model's own tokenizer (no special tokens).
+
+    `tokenizer` is "builtin" (the packaged all-MiniLM-L6-v2), a local model folder holding a
+    `tokenizer.json`, or a Hugging Face hub id (deployments with network access only). The
+    tokenizer loads on first use; counting needs no model weights.
+    """
+
+    def __init__(self, tokenizer: str = BUILTIN_MODEL) -> None:
+        self.tokenizer = tokenizer
+        self._loaded: Tokenizer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return BUILTIN_NAME if self.tokenizer == BUILTIN_MODEL else self.tokenizer
+
+    def __call__(self, text: str) -> int:
+        return len(self._tokenizer().encode(text, add_special_tokens=False).ids)
+
+    def _tokenizer(self) -> Tokenizer:
+        if self._loaded is None:
+            with self._lock:
+                if self._loaded is None:
+                    self._loaded = _load_tokenizer(self.tokenizer)
+        return self._loaded
+
+
+def _load_tokenizer(tokenizer: str) -> Tokenizer:
+    from tokenizers import Tokenizer
+
+    folder = builtin_model_path() if tokenizer == BUILTIN_MODEL else Path(tokenizer)
+    if folder.is_dir():
+        file = folder / "tokenizer.json"
+        if not file.is_file():
+            raise FileNotFoundError(f"{folder} has no tokenizer.json to count chunk tokens with")
+        loaded = Tokenizer.from_file(str(file))
+    else:
+        loaded = Tokenizer.from_pretrained(tokenizer)
+    # The file may carry the model's truncation (128 for MiniLM): counting must see it all.
+    loaded.no_truncation()
+    loaded.no_padding()
+    return loaded
+
+
+@cache
+def default_counter() -> TokenCounter:
+    """The packaged MiniLM's tokenizer, shared (it is thread-safe and loads once)."""
+    return TokenCounter()
 
 
 @dataclass(frozen=True)
@@ -31,22 +95,34 @@ class Chunk:
     text: str
 
 
-def chunk_document(doc: Document, max_chars: int = 1000, overlap: int = 150) -> list[Chunk]:
-    """Split `doc` on headings, then paragraphs, and pack paragraphs into chunks of at most
-    `max_chars` characters (context line included). A paragraph that does not fit is split on
-    sentence, then word boundaries, each piece repeating up to `overlap` characters of the last."""
-    if max_chars <= 0 or not 0 <= overlap < max_chars:
+def chunk_document(
+    doc: Document,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    overlap: int = DEFAULT_OVERLAP_TOKENS,
+    counter: Callable[[str], int] | None = None,
+) -> list[Chunk]:
+    """Split `doc` on headings first, then each section with LangChain's recursive splitter:
+    paragraphs, lines, sentences, words, measured in the embedding model's tokens.
+
+    Each chunk holds at most `max_tokens` tokens, its context line (title and heading path)
+    included, and repeats up to `overlap` tokens of the chunk before it when a section needs
+    more than one. `counter` counts tokens (default: the packaged MiniLM tokenizer).
+    """
+    if max_tokens <= 0 or not 0 <= overlap < max_tokens:
         raise ValueError(
-            f"need max_chars > 0 and 0 <= overlap < max_chars, got {max_chars=}, {overlap=}"
+            f"need max_tokens > 0 and 0 <= overlap < max_tokens, got {max_tokens=}, {overlap=}"
         )
+    count = counter or default_counter()
     # Plain text and PDF text are not Markdown: a line starting with "#" is not a heading.
     markdown = not doc.source.lower().endswith((".txt", ".pdf"))
     chunks: list[Chunk] = []
     for path, body in _sections(doc.text, markdown=markdown):
+        if not body.strip():
+            continue
         context = _context_line(doc.title, path)
-        # The context line counts against max_chars, but never squeezes the body to nothing.
-        budget = max(max_chars - len(context) - 2, max_chars // 2)
-        for text in _pack(_paragraphs(body), budget, min(overlap, budget // 2)):
+        # The context line counts against max_tokens, but never squeezes the body to nothing.
+        budget = max(max_tokens - count(context) - 1, max_tokens // 2)
+        for text in _split(body, budget, min(overlap, budget // 2), count):
             chunks.append(
                 Chunk(
                     id=f"{doc.id}:{len(chunks):04d}",
@@ -86,61 +162,14 @@ def _context_line(title: str, path: tuple[str, ...]) -> str:
     return CONTEXT_SEPARATOR.join([title, *parts])
 
 
-def _paragraphs(body: str) -> list[str]:
-    return [p.strip() for p in _PARAGRAPH_BREAK.split(body) if p.strip()]
-
-
-def _pack(paragraphs: list[str], budget: int, overlap: int) -> list[str]:
-    """Greedily join paragraphs (split first if too long) into pieces of at most `budget`."""
-    pieces = [
-        piece
-        for paragraph in paragraphs
-        for piece in (
-            [paragraph] if len(paragraph) <= budget else _split_long(paragraph, budget, overlap)
-        )
-    ]
-    packed: list[str] = []
-    for piece in pieces:
-        if packed and len(packed[-1]) + 2 + len(piece) <= budget:
-            packed[-1] = f"{packed[-1]}\n\n{piece}"
-        else:
-            packed.append(piece)
-    return packed
-
-
-def _split_long(text: str, budget: int, overlap: int) -> list[str]:
-    """Split one paragraph on sentences (words, then characters, as fallbacks)."""
-    units = [
-        word
-        for sentence in _units(text, _SENTENCE_BREAK)
-        for word in ([sentence] if len(sentence) <= budget else _units(sentence, _WORD_BREAK))
-    ]
-    units = [unit[i : i + budget] for unit in units for i in range(0, len(unit), budget)]
-    pieces: list[str] = []
-    current = ""
-    for unit in units:
-        if current.strip() and len((current + unit).strip()) > budget:
-            pieces.append(current.strip())
-            current = _tail(pieces[-1], overlap, budget - len(unit.rstrip()))
-        current += unit
-    if current.strip():
-        pieces.append(current.strip())
-    return pieces
-
-
-def _units(text: str, pattern: re.Pattern[str]) -> list[str]:
-    """Split on `pattern`, each unit keeping the separator that followed it."""
-    parts = pattern.split(text)
-    return [part + sep for part, sep in zip(parts[::2], [*parts[1::2], ""], strict=True) if part]
-
-
-def _tail(piece: str, overlap: int, room: int) -> str:
-    """The last `overlap` characters of `piece` (fewer if `room` is short), starting at a word."""
-    size = min(overlap, room - 1)
-    if size <= 0:
-        return ""
-    tail = piece[-size:]
-    if len(piece) > size and not piece[-size - 1].isspace():
-        # Drop the partial first word: overlap should repeat whole words only.
-        tail = re.split(r"\s", tail, maxsplit=1)[-1] if re.search(r"\s", tail) else ""
-    return f"{tail.strip()} " if tail.strip() else ""
+def _split(body: str, budget: int, overlap: int, count: Callable[[str], int]) -> list[str]:
+    splitter = RecursiveCharacterTextSplitter(
+        chunk_size=budget,
+        chunk_overlap=overlap,
+        length_function=count,
+        separators=_SEPARATORS,
+        is_separator_regex=True,
+        keep_separator="end",
+    )
+    # Paragraph breaks inside a chunk come out as one blank line, whatever spacing they had.
+    return [_PARAGRAPH_BREAK.sub("\n\n", piece) for piece in splitter.split_text(body.strip())]

@@ -84,6 +84,11 @@ class MiniLMEmbedder:
         return self._name
 
     @property
+    def tokenizer(self) -> str:
+        """Where the chunker finds this model's tokenizer (see `chunking.TokenCounter`)."""
+        return self._model_arg
+
+    @property
     def dim(self) -> int:
         if self._model is None:
             if self._model_arg == BUILTIN_MODEL:

@@ -106,7 +106,7 @@ class VectorIndex:
         embedder_name: str,
         *,
         documents: Iterable[Document] = (),
-        chunking: Mapping[str, int] | None = None,
+        chunking: Mapping[str, int | str] | None = None,
     ) -> VectorIndex:
         """Write a new version into `directory` and make it the live one once complete."""
         directory = Path(directory).absolute()

@@ -7,9 +7,11 @@ model or chunking parameters (or `rebuild=True`) re-embeds everything.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,13 +19,20 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from knowledge.chunking import Chunk, chunk_document
-from knowledge.embeddings import Embedder
+from knowledge.chunking import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_OVERLAP_TOKENS,
+    Chunk,
+    TokenCounter,
+    chunk_document,
+)
+from knowledge.embeddings import BUILTIN_MODEL, Embedder
 from knowledge.index import IndexCorrupt, IndexNotFound, VectorIndex
-from knowledge.loaders import Document, load_folder
+from knowledge.loaders import Document, load_folder, load_url_list
 from knowledge.manifest import content_hash
 
 log = logging.getLogger(__name__)
+Chunking = dict[str, int | str]
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class IngestReport:
     embedded: int
     rebuilt: bool
     version: str
+    skipped: tuple[str, ...] = ()  # why each unreadable file or missing page was left out
 
 
 @dataclass
@@ -66,21 +76,76 @@ def ingest(
     *,
     rebuild: bool = False,
     progress: bool = True,
-    max_chars: int = 1000,
-    overlap: int = 150,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
+    overlap: int = DEFAULT_OVERLAP_TOKENS,
+    tokenizer: str | None = None,
     batch_size: int = 64,
+    urls: Path | str | None = None,
 ) -> IngestReport:
     """Index every document under `path` into `index_dir` as a new version.
 
+    With `urls` (a sitemap or a file of URLs), `path` is a local mirror of the site and the
+    listed pages are indexed (see `loaders.load_url_list`) instead of the whole folder.
+
+    Chunks hold at most `max_tokens` tokens of `tokenizer` (default: the embedder's own,
+    else the packaged MiniLM's) with `overlap` tokens repeated between a section's chunks.
+
     The previous version keeps serving until the new one is completely written; if anything
-    fails (embedding included), it stays live.
+    fails (embedding included), it stays live. Ingests into one `index_dir` take turns (a
+    lock file beside it): a second one waits rather than build on a version being replaced.
     """
+    with _exclusive(Path(index_dir)):
+        return _ingest(
+            path,
+            Path(index_dir),
+            embedder,
+            rebuild,
+            progress,
+            max_tokens,
+            overlap,
+            tokenizer,
+            batch_size,
+            urls,
+        )
+
+
+@contextmanager
+def _exclusive(index_dir: Path) -> Iterator[None]:
+    # Beside the index, not in it: an index folder must hold only what the writer puts there.
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = index_dir.parent / f".{index_dir.name}.ingest.lock"
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another ingest into %s is running; waiting for it to finish", index_dir)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _ingest(
+    path: Path | str,
+    index_dir: Path,
+    embedder: Embedder,
+    rebuild: bool,
+    progress: bool,
+    max_tokens: int,
+    overlap: int,
+    tokenizer: str | None,
+    batch_size: int,
+    urls: Path | str | None,
+) -> IngestReport:
     started = time.perf_counter()
-    documents = load_folder(path)
-    chunking = {"max_chars": max_chars, "overlap": overlap}
-    previous = _current(Path(index_dir))
+    skipped: list[str] = []
+    documents = load_url_list(urls, path, skipped) if urls else load_folder(path, skipped)
+    counter = TokenCounter(tokenizer or str(getattr(embedder, "tokenizer", BUILTIN_MODEL)))
+    chunking: Chunking = {"max_tokens": max_tokens, "overlap": overlap, "tokenizer": counter.name}
+    previous = _current(index_dir)
     reuse = not rebuild and previous is not None and _compatible(previous, embedder, chunking)
-    plan = _plan(documents, previous, chunking, reuse=reuse)
+    plan = _plan(documents, previous, chunking, counter, reuse=reuse)
     if not plan.chunks:
         raise ValueError(f"the documents under {path} contain no text to index")
     ids = {doc.id for doc in documents}
@@ -106,6 +171,7 @@ def ingest(
         embedded=len(fresh),
         rebuilt=not reuse,
         version=version,
+        skipped=tuple(skipped),
     )
 
 
@@ -120,7 +186,7 @@ def _current(index_dir: Path) -> VectorIndex | None:
         return None
 
 
-def _compatible(previous: VectorIndex, embedder: Embedder, chunking: dict[str, int]) -> bool:
+def _compatible(previous: VectorIndex, embedder: Embedder, chunking: Chunking) -> bool:
     """Whether `previous`'s chunks and embeddings are what this ingest would produce."""
     manifest = previous.manifest
     if manifest.embedding_model != embedder.name:
@@ -135,7 +201,8 @@ def _compatible(previous: VectorIndex, embedder: Embedder, chunking: dict[str, i
 def _plan(
     documents: Sequence[Document],
     previous: VectorIndex | None,
-    chunking: dict[str, int],
+    chunking: Chunking,
+    counter: TokenCounter,
     *,
     reuse: bool,
 ) -> _Plan:
@@ -160,7 +227,9 @@ def _plan(
             plan.added += 1
         else:
             plan.changed += 1
-        chunks = chunk_document(doc, **chunking)
+        chunks = chunk_document(
+            doc, int(chunking["max_tokens"]), int(chunking["overlap"]), counter=counter
+        )
         plan.chunks.extend(chunks)
         plan.rows.extend([None] * len(chunks))
     return plan

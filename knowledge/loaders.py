@@ -78,10 +78,11 @@ def load_file(path: Path | str, root: Path | str) -> Document:
     )
 
 
-def load_folder(path: Path | str) -> list[Document]:
+def load_folder(path: Path | str, skipped: list[str] | None = None) -> list[Document]:
     """Load every supported document under `path` (recursively, hidden files and folders and
     other file types skipped), sorted by relative path. A single supported file is accepted
-    too. Unreadable files are skipped with a warning; `ValueError` if none could be loaded."""
+    too. Unreadable files are skipped with a warning (and the reason appended to `skipped`
+    when given); `ValueError` if none could be loaded."""
     root = Path(path)
     if not root.exists():
         raise FileNotFoundError(f"knowledge folder not found: {root}")
@@ -96,7 +97,7 @@ def load_folder(path: Path | str) -> list[Document]:
             for name in filenames
             if not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
         )
-    documents = _load_each(files, lambda file: load_file(file, root))
+    documents = _load_each(files, lambda file: load_file(file, root), skipped)
     if not documents:
         supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
         found = f", {len(files)} found but unreadable" if files else ""
@@ -104,17 +105,19 @@ def load_folder(path: Path | str) -> list[Document]:
     return sorted(documents, key=lambda doc: doc.source)
 
 
-def load_url_list(list_file: Path | str, pages_dir: Path | str) -> list[Document]:
+def load_url_list(
+    list_file: Path | str, pages_dir: Path | str, skipped: list[str] | None = None
+) -> list[Document]:
     """Load the pages listed in `list_file` from `pages_dir`, a local mirror of the site.
 
     `list_file` is a sitemap (`.xml`, its `<loc>` entries) or a text file with one URL a line
     (blank lines and `#` comments ignored). Each page is read from the file `page_path` maps
     its URL to; its `source` is the URL without its `#fragment`, so citations link to the
     page, and its id derives from that URL. Pages missing from the mirror are skipped with a
-    warning; `ValueError` if none could be loaded.
+    warning (appended to `skipped` when given); `ValueError` if none could be loaded.
     """
     urls = read_url_list(list_file)
-    documents = _load_each(dict.fromkeys(urls), lambda url: load_url(url, pages_dir))
+    documents = _load_each(dict.fromkeys(urls), lambda url: load_url(url, pages_dir), skipped)
     if not documents:
         raise ValueError(f"none of the {len(urls)} URLs in {list_file} has a page in {pages_dir}")
     return documents
@@ -193,7 +196,9 @@ def html_to_markdown(html: bytes | str) -> tuple[str, str | None]:
     return writer.markdown(), title or (_inline_text(h1) if h1 else None) or None
 
 
-def _load_each(items: Iterable[_T], load: Callable[[_T], Document]) -> list[Document]:
+def _load_each(
+    items: Iterable[_T], load: Callable[[_T], Document], skipped: list[str] | None
+) -> list[Document]:
     """The one place the bulk loaders skip an unreadable document, with a warning naming it."""
     documents = []
     for item in items:
@@ -201,6 +206,8 @@ def _load_each(items: Iterable[_T], load: Callable[[_T], Document]) -> list[Docu
             documents.append(load(item))
         except UnreadableDocument as exc:
             log.warning("skipped %s", exc)
+            if skipped is not None:
+                skipped.append(str(exc))
     return documents
 
 

@@ -64,7 +64,7 @@ class IndexManifest:
     created: str
     documents: dict[str, IndexedDocument] = field(default_factory=dict)
     version: str = ""
-    chunking: dict[str, int] = field(default_factory=dict)
+    chunking: dict[str, int | str] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     @classmethod

@@ -69,6 +69,24 @@ def test_kb_ingest_then_search_finds_the_article_when_run_in_order(tmp_path: Pat
     assert search.stdout.splitlines()[0].endswith("(returns-policy.md)")
 
 
+def test_kb_ingest_indexes_listed_pages_and_names_skipped_ones_when_given_urls(
+    tmp_path: Path,
+) -> None:
+    site = ROOT / "tests" / "fixtures" / "kb" / "site"
+    index = tmp_path / "index"
+    result = _run(
+        "kb", "ingest", str(site / "pages"), "--urls", str(site / "sitemap.xml"),
+        "--index-dir", str(index),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "indexed 2 documents" in result.stdout
+    assert "1 skipped:" in result.stderr
+    assert "https://help.example.com/not-mirrored: no copy in the mirror" in result.stderr
+    search = _run("kb", "search", "refund", "--json", "--index-dir", str(index))
+    sources = {r["source"] for r in json.loads(search.stdout)["results"]}
+    assert "https://help.example.com/returns/policy" in sources
+
+
 def test_kb_ingest_fails_clearly_when_the_folder_is_missing(tmp_path: Path) -> None:
     result = _run("kb", "ingest", str(tmp_path / "nope"), "--index-dir", str(tmp_path / "i"))
     assert result.returncode == 1

@@ -111,3 +111,15 @@ def test_int8_refused_with_the_setting_named_when_not_cpu_fp32(llm: dict[str, st
 
     with pytest.raises(ConfigError, match="SWITCHBOARD_LLM__QUANTIZATION"):
         pick_device_and_dtype(LLMSettings(**llm))  # type: ignore[arg-type]
+
+
+def test_chunk_sizes_read_from_env_and_overlap_must_stay_below_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SWITCHBOARD_KNOWLEDGE__CHUNK_TOKENS", "128")
+    monkeypatch.setenv("SWITCHBOARD_KNOWLEDGE__CHUNK_OVERLAP", "16")
+    knowledge = Settings(_env_file=None).knowledge  # type: ignore[call-arg]
+    assert (knowledge.chunk_tokens, knowledge.chunk_overlap) == (128, 16)
+    monkeypatch.setenv("SWITCHBOARD_KNOWLEDGE__CHUNK_OVERLAP", "128")
+    with pytest.raises(ValidationError, match=r"chunk_overlap \(128\) must be below chunk_tokens"):
+        Settings(_env_file=None)  # type: ignore[call-arg]

@@ -6,13 +6,17 @@ the integration suite runs the same path with MiniLM.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from knowledge.embeddings import HashingEmbedder, Vectors
+from knowledge.embeddings import BUILTIN_NAME, HashingEmbedder, Vectors, builtin_model_path
 from knowledge.index import VectorIndex, current_version
 from knowledge.ingest import ingest
 
@@ -136,19 +140,21 @@ def test_every_chunk_is_embedded_when_rebuild_is_asked(help_center: Path, tmp_pa
     ("embedder", "chunking"),
     [
         (CountingEmbedder(dim=128), {}),
-        (CountingEmbedder(), {"max_chars": 60, "overlap": 10}),
+        (CountingEmbedder(), {"max_tokens": 40, "overlap": 10}),
+        (CountingEmbedder(), {"tokenizer": str(builtin_model_path())}),
     ],
-    ids=["other-model", "other-chunking"],
+    ids=["other-model", "other-chunking", "other-tokenizer"],
 )
 def test_every_chunk_is_embedded_when_model_or_chunking_changes(
-    help_center: Path, tmp_path: Path, embedder: CountingEmbedder, chunking: dict[str, int]
+    help_center: Path, tmp_path: Path, embedder: CountingEmbedder, chunking: dict[str, Any]
 ) -> None:
     ingest(help_center, tmp_path / "index", HashingEmbedder(), progress=False)
     report = ingest(help_center, tmp_path / "index", embedder, progress=False, **chunking)
     assert report.rebuilt
     assert report.embedded == report.chunks == len(embedder.texts)
     index = VectorIndex.load(tmp_path / "index", embedder_name=embedder.name)
-    assert index.manifest.chunking == {"max_chars": 1000, "overlap": 150, **chunking}
+    expected = {"max_tokens": 224, "overlap": 32, "tokenizer": BUILTIN_NAME, **chunking}
+    assert index.manifest.chunking == expected
 
 
 def test_previous_version_serves_when_embedding_crashes_midway(
@@ -173,3 +179,40 @@ def test_progress_bar_counts_only_embedded_chunks_when_reingesting(
     (help_center / "returns.md").write_text("# Returns policy\n\nRefunds take 14 days.\n")
     ingest(help_center, tmp_path / "index", HashingEmbedder())
     assert "1/1" in capsys.readouterr().err
+
+
+class GatedEmbedder(CountingEmbedder):
+    """Holds its first batch until `release` is set, so a second ingest can start meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.entered.set()
+        assert self.release.wait(10), "the test never released the first ingest"
+        return super().embed(texts)
+
+
+def test_second_ingest_waits_and_builds_on_the_first_when_they_overlap(
+    help_center: Path, tmp_path: Path
+) -> None:
+    index_dir = tmp_path / "index"
+    gated = GatedEmbedder()
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(ingest, help_center, index_dir, gated, progress=False)
+        assert gated.entered.wait(10)
+        (help_center / "gift-cards.md").write_text("# Gift cards\n\nGift cards never expire.\n")
+        counting = CountingEmbedder()
+        second = pool.submit(ingest, help_center, index_dir, counting, progress=False)
+        time.sleep(0.3)
+        # The second ingest is parked on the lock, not embedding against a stale index.
+        assert not second.done() and counting.texts == []
+        gated.release.set()
+        first_report, second_report = first.result(10), second.result(10)
+    assert first_report.documents == 3
+    # It saw the first's version: only the new article was embedded, nothing rebuilt.
+    assert (second_report.added, second_report.unchanged, second_report.rebuilt) == (1, 3, False)
+    assert sources(counting.texts) == {"Gift cards"}
+    assert current_version(index_dir) == second_report.version
