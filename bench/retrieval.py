@@ -40,9 +40,10 @@ TECHQA = Path("/work/shared/eval/techqa")
 VARIANTS: dict[str, dict[str, object]] = {
     "bm25": {"mode": "bm25"},
     "dense": {"mode": "dense"},
-    "hybrid (RRF, <=2/doc)": {},
-    "hybrid (RRF, no cap)": {"max_per_doc": None},
-    "hybrid (RRF+MMR .7)": {"mmr_lambda": 0.7, "max_per_doc": None},
+    "hybrid (default: z .7)": {},
+    "hybrid (RRF k=60)": {"fusion": "rrf"},
+    "hybrid (z, no cap)": {"max_per_doc": None},
+    "hybrid (z + MMR .7)": {"mmr_lambda": 0.7, "max_per_doc": None},
 }
 
 

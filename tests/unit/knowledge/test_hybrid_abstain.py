@@ -76,4 +76,5 @@ def test_the_shipped_model_loads_when_using_the_default_path() -> None:
     model = AbstentionModel.load()
     assert model.features == FEATURES
     assert 0.0 < model.threshold < 1.0
-    assert 0.0 <= model.probability([0.5, 0.1, 1.0, 1.0, 0.5]) <= 1.0
+    # A plausible query: cosine 0.6, clear margins over the second article.
+    assert 0.0 <= model.probability([0.6, 0.1, 0.5, 1.0]) <= 1.0

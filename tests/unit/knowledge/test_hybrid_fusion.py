@@ -7,11 +7,12 @@ import pytest
 
 from knowledge.bm25 import BM25Index, tokenize
 from knowledge.hybrid import (
-    best_chunk_first,
-    cap_per_document,
+    fuse_scores,
     mmr,
     promote_tops,
     reciprocal_rank_fusion,
+    round_robin,
+    zscore,
 )
 
 
@@ -43,19 +44,41 @@ def test_relevance_order_is_kept_when_mmr_lambda_is_one() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cap", "k", "expected"),
+    ("cap", "limit", "expected"),
     [
-        (1, 5, [0, 2, 4]),
-        (2, 5, [0, 1, 2, 4]),
-        (2, 3, [0, 1, 2]),
-        (1, 2, [0, 2]),
+        (1, 5, [1, 4, 7]),  # one per group, in group order
+        (2, 5, [1, 4, 7, 2, 5]),  # every group's first before any group's second
+        (2, 2, [1, 4]),
+        (None, 9, [1, 4, 7, 2, 5, 3]),  # no cap: until the groups run out
     ],
 )
-def test_chunks_beyond_the_cap_are_skipped_when_capping_per_document(
-    cap: int, k: int, expected: list[int]
+def test_every_group_gives_its_first_before_any_gives_a_second_when_taking_round_robin(
+    cap: int | None, limit: int, expected: list[int]
 ) -> None:
-    docs = ["a", "a", "b", "a", "c"]
-    assert cap_per_document([0, 1, 2, 3, 4], docs, cap, k) == expected
+    assert round_robin([[1, 2, 3], [4, 5], [7]], cap, limit) == expected
+    assert round_robin([], cap, limit) == []
+
+
+def test_scores_are_centred_in_units_of_their_spread_when_z_scored() -> None:
+    assert zscore([1.0, 2.0, 3.0]) == pytest.approx([-1.2247, 0.0, 1.2247], abs=1e-4)
+    assert zscore([4.0, 4.0]).tolist() == [0.0, 0.0]  # flat: no signal, no division by 0
+    assert zscore([]).shape == (0,)
+    assert zscore([1.0, 2.0, 3.0], floor=10.0) == pytest.approx([-0.1, 0.0, 0.1])
+
+
+def test_the_one_article_with_a_rare_word_wins_when_all_cosines_are_noise() -> None:
+    # A one-word query: cosines all near 0.15 (spread 0.05), only article 3 has the word.
+    dense = [0.22, 0.21, 0.20, 0.12, 0.18, 0.10, 0.15, 0.14, 0.13, 0.16, 0.11, 0.17]
+    bm25 = [0.0, 0.0, 0.0, 0.84] + [0.0] * 8
+    assert int(np.argmax(fuse_scores(dense, bm25, 0.7))) == 3
+
+
+def test_a_large_bm25_margin_outweighs_a_small_cosine_one_when_fusing_scores() -> None:
+    # Article 1 is barely behind on cosine but far ahead on keywords; a flat BM25 (no query
+    # term in the corpus) leaves the dense order alone.
+    dense = [0.62, 0.60, 0.20, 0.21]
+    assert int(np.argmax(fuse_scores(dense, [1.0, 9.0, 0.5, 0.0], 0.7))) == 1
+    assert fuse_scores(dense, [0.0] * 4, 0.7).argsort().tolist() == [2, 3, 1, 0]
 
 
 @pytest.mark.parametrize(
@@ -102,10 +125,3 @@ def test_each_rankers_best_follows_the_fused_best_when_promoted(
     fused: list[int], tops: list[int], expected: list[int]
 ) -> None:
     assert promote_tops(fused, tops) == expected
-
-
-def test_articles_keep_their_places_and_lead_with_their_closest_chunk_when_reordered() -> None:
-    doc_of = ["a", "a", "b", "a", "b"]
-    dense = np.array([0.1, 0.9, 0.3, 0.5, 0.8], dtype=np.float32)
-    # fused order: a0, b2, a1, b4  ->  same articles per place, best chunk of each first
-    assert best_chunk_first([0, 2, 1, 4], doc_of, dense) == [1, 4, 0, 2]

@@ -9,9 +9,10 @@ import pytest
 
 from bot.types import Citation
 from knowledge.abstain import FEATURES, AbstentionModel
+from knowledge.chunking import Chunk
 from knowledge.embeddings import HashingEmbedder
 from knowledge.hybrid import HybridRetriever
-from knowledge.index import IndexNotFound
+from knowledge.index import IndexNotFound, VectorIndex
 from knowledge.ingest import ingest
 from knowledge.retriever import Retriever
 
@@ -128,3 +129,25 @@ async def test_new_chunks_are_found_when_reloaded_after_a_reingest(
     retriever.reload()
     passages = await retriever.search("gift cards expire", 1)
     assert passages[0].citation.source == "gift-cards.md"
+
+
+async def test_every_article_shows_its_closest_chunk_first_when_chunks_are_stored_interleaved(
+    tmp_path: Path,
+) -> None:
+    # Chunks of two articles stored out of article order (another writer than `ingest`).
+    texts = {
+        "gifts:0": ("gifts", "Gift cards can be bought in any amount."),
+        "promo:0": ("promo", "Promotion codes are entered at checkout."),
+        "gifts:1": ("gifts", "Gift cards never expire and work with promotion codes."),
+    }
+    chunks = [
+        Chunk(id, doc, doc.title(), f"{doc}.md", "", text) for id, (doc, text) in texts.items()
+    ]
+    embedder = HashingEmbedder()
+    vectors = embedder.embed([text for _, text in texts.values()])
+    VectorIndex.write(tmp_path / "index", chunks, vectors, embedder.name)
+    retriever = HybridRetriever(tmp_path / "index", embedder, abstention=None)
+    retriever.warm_up()
+    found = await retriever.retrieve("do gift cards expire", 3)
+    assert [p.chunk_id for p in found.passages] == ["gifts:1", "promo:0", "gifts:0"]
+    assert found.passages[0].score > found.passages[1].score
