@@ -30,9 +30,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.llm.base import ChatMessage, GenerationParams, chat_template_ids  # noqa: E402
-from bot.llm.transformers_engine import TransformersEngine, resolve_model_path  # noqa: E402
-from bot.settings import LLMSettings, Settings  # noqa: E402
+from bot.llm.base import ChatMessage, GenerationParams, chat_template_ids
+from bot.llm.transformers_engine import TransformersEngine, resolve_model_path
+from bot.settings import LLMSettings, Settings
 
 TECHQA = ROOT.parent / "shared" / "eval" / "techqa"
 SYSTEM = (

@@ -52,6 +52,9 @@ class MessageOut(BaseModel):
     citations: list[CitationOut]
     conversation_id: str
     in_reply_to: str | None = None
+    handoff: str = Field(
+        "", description="Why the conversation should now go to a person (empty: it should not)."
+    )
 
 
 def message_out(message: Message) -> MessageOut:
@@ -61,6 +64,7 @@ def message_out(message: Message) -> MessageOut:
         citations=[CitationOut(title=c.title, source=c.source) for c in message.citations],
         conversation_id=message.conversation_id,
         in_reply_to=message.in_reply_to,
+        handoff=message.handoff,
     )
 
 
@@ -97,9 +101,10 @@ async def readyz(components: ComponentsDep) -> JSONResponse:
         503: {"description": "store unavailable or busy"},
     },
 )
-async def post_message(body: MessageIn, manager: ManagerDep) -> MessageOut:
+async def post_message(body: MessageIn, manager: ManagerDep, request: Request) -> MessageOut:
     """Send one message and get the bot's complete answer (no streaming)."""
-    inbound = InboundMessage(body.text, "rest", body.conversation_id, body.id)
+    ip = request.client.host if request.client else None
+    inbound = InboundMessage(body.text, "rest", body.conversation_id, body.id, ip=ip)
     final: Message | None = None
     async with aclosing(manager.respond(inbound)) as events:
         async for event in events:

@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import ConfigError
 from bot.llm.base import LanguageModel
@@ -23,6 +23,8 @@ from knowledge.embeddings import Embedder
 from knowledge.ingest import IngestReport
 from knowledge.retriever import Retriever
 from policies.engine import PolicyEngine
+from policies.reload import PolicyReloader
+from policies.schema import PolicyFile
 
 if TYPE_CHECKING:
     from knowledge.hybrid import HybridRetriever
@@ -43,8 +45,12 @@ class Components:
     embedder: Embedder | None = None
     knowledge_error: str = ""
     started_s: float = 0.0
+    # For rate limits (shared by the policy engines; None without Redis).
+    redis: Any | None = None
     manager: ConversationManager = field(init=False)
+    reloader: PolicyReloader | None = field(init=False, default=None)
     _reindexing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _watch: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.manager = ConversationManager(
@@ -60,12 +66,35 @@ class Components:
         """
         began = time.perf_counter()
         await self.store.start()
+        if self.embedder is not None:
+            # Before anything else: the topics stage embeds its examples while warming up.
+            await asyncio.to_thread(self.embedder.warm_up)
         await asyncio.gather(
             asyncio.to_thread(self.policies.warm_up),
             asyncio.to_thread(self._warm_torch_models),
         )
+        self._watch_policy_file()
         self.started_s = time.perf_counter() - began
         log.info("ready in %.1fs", self.started_s)
+
+    def _watch_policy_file(self) -> None:
+        path, interval = self.settings.policy_file, self.settings.policy_reload_s
+        if path is None or interval <= 0:
+            return  # the bundled default does not change under a running process
+
+        def build(policy: PolicyFile) -> PolicyEngine:
+            return PolicyEngine(
+                policy, embedder=self.embedder, redis=self.redis, audit=self.policies.audit
+            )
+
+        self.reloader = PolicyReloader(Path(path), build, self.swap_policies, interval)
+        self._watch = asyncio.create_task(self.reloader.run(), name="policy-reloader")
+
+    def swap_policies(self, engine: PolicyEngine) -> PolicyEngine:
+        """Serve `engine` from now on (new turns); return the one it replaces."""
+        old, self.policies = self.policies, engine
+        self.manager.policies = engine
+        return old
 
     def _warm_torch_models(self) -> None:
         self._warm_knowledge()
@@ -105,9 +134,13 @@ class Components:
             return report
 
     async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         await self.llm.close()
         self.policies.close()
         await self.store.close()
+        if self.redis is not None:
+            await self.redis.aclose()
 
 
 def build_store(settings: Settings) -> SessionStore:
@@ -138,11 +171,17 @@ def build_components(settings: Settings) -> Components:
     from knowledge.embeddings import MiniLMEmbedder
 
     embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
+    client: Any | None = None
+    if settings.redis_url is not None:
+        from redis.asyncio import from_url
+
+        client = from_url(settings.redis_url.get_secret_value())
     return Components(
         settings=settings,
         store=build_store(settings),
-        policies=PolicyEngine.from_file(settings.policy_file),
+        policies=PolicyEngine.from_file(settings.policy_file, embedder=embedder, redis=client),
         retriever=build_retriever(settings, embedder),
         llm=build_language_model(settings),
         embedder=embedder,
+        redis=client,
     )

@@ -33,7 +33,9 @@ from bot.types import (
     Turn,
 )
 from knowledge.retriever import Retriever
+from policies.base import Context
 from policies.engine import PolicyEngine
+from policies.output import OutputFilter
 from policies.verdicts import Block
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class _TurnAudit:
     confidence: float | None = None  # that the knowledge base answers (calibrated)
     abstained: bool = False
     retrieval_error: str = ""
+    blocked: str = ""  # the policy's reason when the message or the answer was blocked
     model_error: str = ""
     first_token_s: float | None = None
     total_s: float = 0.0
@@ -104,28 +107,46 @@ class ConversationManager:
         started = time.perf_counter()
         session = await self._session_for(message)
         record = _TurnAudit(session.id)
+        policies = self.policies  # one engine for the whole turn, even if policies reload
+        context = Context(
+            "input",
+            channel=message.channel,
+            conversation=session.id,
+            user=message.user or "",
+            ip=message.ip or "",
+        )
         async with self.store.lock(session.id):
-            verdict = await self.policies.check_input(text)
+            history = await self.store.history(session.id, self._settings.sessions.history_turns)
+            verdict = await policies.check_input(text, context)
             if isinstance(verdict, Block):
-                user_turn = Turn("user", await self.policies.redact_for_storage(text))
-                reply = Turn("assistant", verdict.reply)
+                record.blocked = verdict.reason
+                user_turn = Turn("user", await policies.redact_for_storage(text, context))
+                reply = Turn("assistant", verdict.reply, kind="blocked")
                 await self.store.append(session.id, [user_turn, reply])
-                yield self._final(session, reply, message)
+                handoff = self._handoff(
+                    policies, message, session.id, [*history, user_turn, reply], ""
+                )
+                yield Token(reply.text)
+                self._log(record, started)
+                yield self._final(session, reply, message, handoff)
                 return
             question, record.pii_in = verdict.text, verdict.entities
-            history = await self.store.history(session.id, self._settings.sessions.history_turns)
             # The question is stored before the model runs: it survives a model failure.
-            await self.store.append(session.id, [Turn("user", question)])
-            passages = await self._retrieve(question, record)
+            user_turn = Turn("user", question)
+            await self.store.append(session.id, [user_turn])
+            passages = await self._retrieve(question, record, context)
             if record.abstained:
                 # Nothing in the help center answers this: say so rather than let the model
                 # guess. The model is not asked at all.
-                reply = Turn("assistant", self.policies.no_answer_reply)
+                reply = Turn(
+                    "assistant", policies.messages(message.channel).no_answer, kind="no_answer"
+                )
                 yield Token(reply.text)
                 await self.store.append(session.id, [reply])
-                record.total_s = time.perf_counter() - started
-                audit.info("turn %s", json.dumps(asdict(record)))
-                yield self._final(session, reply, message)
+                turns = [*history, user_turn, reply]
+                handoff = self._handoff(policies, message, session.id, turns, verdict.handoff)
+                self._log(record, started)
+                yield self._final(session, reply, message, handoff)
                 return
             prompt = build_prompt(
                 company=self._settings.company_name,
@@ -136,17 +157,56 @@ class ConversationManager:
                 count_tokens=self.llm.count_tokens,
             )
             parts: list[str] = []
-            async for event in self._generate(prompt.messages, record, started):
+            output = policies.output_filter(context)
+            async for event in self._generate(policies, output, prompt.messages, record, started):
                 if isinstance(event, Token):
                     parts.append(event.text)
                 yield event
-            answer = Turn("assistant", "".join(parts).strip(), citations=_cite(prompt.passages))
+            if output.blocked is not None:
+                # The answer broke an output rule mid-stream: what was shown is withdrawn and
+                # the policy's reply is the whole answer.
+                record.blocked = output.blocked.reason
+                answer = Turn(
+                    "assistant",
+                    output.blocked.reply or policies.messages(message.channel).blocked,
+                    kind="blocked",
+                )
+                yield Notice("answer_withdrawn", "The answer was withdrawn by a policy.")
+            else:
+                answer = Turn("assistant", "".join(parts).strip(), citations=_cite(prompt.passages))
             await self.store.append(session.id, [answer])
-            record.total_s = time.perf_counter() - started
-            audit.info("turn %s", json.dumps(asdict(record)))
-            yield self._final(session, answer, message)
+            handoff = self._handoff(
+                policies, message, session.id, [*history, user_turn, answer], verdict.handoff
+            )
+            self._log(record, started)
+            yield self._final(session, answer, message, handoff)
 
-    async def _retrieve(self, question: str, record: _TurnAudit) -> list[Passage]:
+    def _handoff(
+        self,
+        policies: PolicyEngine,
+        message: InboundMessage,
+        conversation: str,
+        turns: list[Turn],
+        asked: str,
+    ) -> str:
+        """Why this conversation should go to a person now: asked for, or by the counts."""
+        no_answers = 0
+        for turn in reversed([t for t in turns if t.role == "assistant"]):
+            if turn.kind != "no_answer":
+                break
+            no_answers += 1
+        blocks = sum(1 for t in turns if t.kind == "blocked")
+        reason = asked or policies.handoff_due(message.channel, no_answers, blocks)
+        if reason:
+            event = {"conversation": conversation, "channel": message.channel, "reason": reason}
+            audit.info("handoff %s", json.dumps(event))
+        return reason
+
+    def _log(self, record: _TurnAudit, started: float) -> None:
+        record.total_s = time.perf_counter() - started
+        audit.info("turn %s", json.dumps(asdict(record)))
+
+    async def _retrieve(self, question: str, record: _TurnAudit, context: Context) -> list[Passage]:
         try:
             passages, confidence = await self.retriever.search_with_confidence(
                 question, self._settings.knowledge.top_k
@@ -160,7 +220,7 @@ class ConversationManager:
             ):
                 record.abstained = confidence < threshold
             # Passages pass the policies too; if that fails they are dropped, never used raw.
-            passages = await self.policies.screen_passages(passages)
+            passages = await self.policies.screen_passages(passages, context)
         except Exception as exc:  # degrade: answer without passages, and say so in the audit
             log.exception("retrieval failed; answering without passages")
             record.retrieval_error = type(exc).__name__
@@ -169,11 +229,15 @@ class ConversationManager:
         return passages
 
     async def _generate(
-        self, messages: list[ChatMessage], record: _TurnAudit, started: float
+        self,
+        policies: PolicyEngine,
+        output: OutputFilter,
+        messages: list[ChatMessage],
+        record: _TurnAudit,
+        started: float,
     ) -> AsyncGenerator[ReplyEvent, None]:
         llm = self._settings.llm
         params = GenerationParams(llm.max_new_tokens, llm.temperature, llm.timeout_s)
-        output = self.policies.output_filter()
 
         def release(text: str) -> Token:
             if record.first_token_s is None:  # the customer sees the first words now
@@ -181,28 +245,36 @@ class ConversationManager:
             return Token(text)
 
         try:
-            async for piece in self.llm.stream(messages, params):
-                if safe := await self.policies.feed(output, piece):
-                    yield release(safe)
-            if tail := await self.policies.flush(output):
+            stream = self.llm.stream(messages, params)
+            try:
+                async for piece in stream:
+                    if safe := await policies.feed(output, piece):
+                        yield release(safe)
+                    if output.done:  # blocked or cut: stop the model, it is wasted work
+                        break
+            finally:
+                await stream.aclose()
+            if tail := await policies.flush(output):
                 yield release(tail)
         except ModelError as exc:
             log.warning("model failed (%s); sending the fallback reply", exc.message)
             record.model_error = exc.code
-            if tail := await self.policies.flush(output):
+            if tail := await policies.flush(output):
                 yield release(tail)
-            said = record.first_token_s is not None
-            yield Notice("model_unavailable", "The assistant could not finish this answer.")
-            yield release(("\n\n" if said else "") + self.policies.fallback_reply)
+            if output.blocked is None:
+                said = record.first_token_s is not None
+                yield Notice("model_unavailable", "The assistant could not finish this answer.")
+                yield release(("\n\n" if said else "") + policies.fallback_reply)
 
     @staticmethod
-    def _final(session: Session, turn: Turn, message: InboundMessage) -> Message:
+    def _final(session: Session, turn: Turn, message: InboundMessage, handoff: str = "") -> Message:
         return Message(
             id=turn.message_id,
             text=turn.text,
             conversation_id=session.id,
             citations=turn.citations,
             in_reply_to=message.client_message_id,
+            handoff=handoff,
         )
 
 

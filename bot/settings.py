@@ -167,6 +167,9 @@ class Settings(BaseSettings):
     )
     key_prefix: str = Field("sb:", description="Prefix of every Redis key.")
     policy_file: Path | None = Field(None, description="Policy YAML (default: the bundled one).")
+    policy_reload_s: float = Field(
+        2.0, ge=0, description="How often the policy file is checked for changes (0: never)."
+    )
     company_name: str = "Northwind Outfitters"
     max_message_chars: int = Field(4000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -46,6 +46,7 @@ class InboundMessage:
     conversation_id: str | None = None
     client_message_id: str | None = None
     user: str | None = None
+    ip: str | None = None  # the client's address, for per-IP rate limits; never stored
 
 
 Role = Literal["user", "assistant"]
@@ -60,15 +61,20 @@ class Turn:
     message_id: str = field(default_factory=new_id)
     created: float = field(default_factory=time.time)
     citations: tuple[Citation, ...] = ()
+    # For assistant turns that are not answers: "no_answer", "blocked", "fallback".
+    kind: str = ""
 
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "role": self.role,
             "text": self.text,
             "message_id": self.message_id,
             "created": self.created,
             "citations": [{"title": c.title, "source": c.source} for c in self.citations],
         }
+        if self.kind:
+            data["kind"] = self.kind
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Turn:
@@ -83,6 +89,7 @@ class Turn:
             message_id=str(data["message_id"]),
             created=float(data["created"]),  # type: ignore[arg-type]
             citations=tuple(Citation(str(c["title"]), str(c["source"])) for c in raw_citations),
+            kind=str(data.get("kind") or ""),
         )
 
 
@@ -105,6 +112,8 @@ class Message:
     conversation_id: str
     citations: tuple[Citation, ...] = ()
     in_reply_to: str | None = None
+    # Why the conversation should go to a person now ("" when it should not).
+    handoff: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from bot.types import Citation, Passage
 from knowledge.chunking import Chunk
-from knowledge.embeddings import Embedder
+from knowledge.embeddings import Embedder, query_text
 from knowledge.index import VectorIndex, current_version
 
 log = logging.getLogger(__name__)
@@ -161,5 +161,5 @@ class DenseRetriever:
         self._watcher.poll(self.version, self.reload)
         index = self._index
         assert index is not None  # set by warm_up(), never unset
-        vector = self._embedder.embed([query])[0]
+        vector = self._embedder.embed([query_text(self._embedder, query)])[0]
         return index.search(vector, k, min_score=self._min_score)

@@ -1,52 +1,151 @@
-"""The policy engine: the input check, redaction for storage, and the output filter, per file.
+"""The policy engine: every point of a turn (input, retrieval, output, storage) through the
+stages the policy file lists there, per channel.
 
-Presidio and spaCy are synchronous and CPU-bound, so every call into the redactor runs on one
-dedicated worker thread: the event loop never blocks, and the NLP pipeline is only ever used
-from a single thread (spaCy does not promise thread safety for a shared pipeline).
+Presidio, spaCy and the classifiers are synchronous and CPU-bound, so every stage runs on one
+dedicated worker thread: the event loop never blocks, and each model is only ever used from a
+single thread (spaCy does not promise thread safety for a shared pipeline). Rate limits are
+the exception: they are Redis round trips, made on the event loop before the input stages.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bot.types import Passage
-from policies.pii import PresidioRedactor, Redactor
+from knowledge.embeddings import Embedder
+from policies.audit import PolicyAudit
+from policies.base import Context, Point, TextPolicy
+from policies.handoff import HandoffStage
+from policies.injection import InjectionStage
+from policies.limits import LengthStage, RateLimiter
+from policies.links import LinkStage
+from policies.output import OutputFilter
+from policies.pii import PresidioRedactor, Redaction, Redactor
+from policies.pii_rules import PiiPolicy
 from policies.schema import PolicyFile, default_policy_path, load_policy
 from policies.stream import StreamingRedactor
-from policies.verdicts import Allow, Verdict
+from policies.topics import TopicStage
+from policies.toxicity import ToxicityStage
+from policies.verdicts import Allow, Block, Finding, Verdict
 
 T = TypeVar("T")
+RedactorFactory = Callable[[PiiPolicy], Redactor]
+
+
+class PiiStage:
+    """The `pii` stage: a `Redactor` behind the `TextPolicy` contract."""
+
+    name = "pii"
+
+    def __init__(self, redactor: Redactor) -> None:
+        self.redactor = redactor
+
+    def warm_up(self) -> None:
+        self.redactor.warm_up()
+
+    def redact(self, text: str) -> Redaction:
+        return self.redactor.redact(text)
+
+    def check(self, text: str, context: Context) -> Verdict:
+        try:
+            redaction = self.redactor.redact(text)
+        except Exception as exc:  # fail closed: text that could not be checked goes nowhere
+            return Block("pii check failed", "", (Finding(self.name, type(exc).__name__, "error"),))
+        counts = Counter(found.entity_type for found in redaction.entities)
+        findings = tuple(
+            Finding(self.name, kind, "redact", entity_type=kind, count=n)
+            for kind, n in counts.items()
+        )
+        return Allow(redaction.text, redaction.entity_types, findings)
+
+
+class _NoRedactor:
+    """For an output point without `pii`: the stream filter still cuts at safe boundaries."""
+
+    def warm_up(self) -> None:
+        return None
+
+    def redact(self, text: str) -> Redaction:
+        return Redaction(text, ())
+
+
+@dataclass
+class _Pipeline:
+    """One channel's compiled policy: its stages per point."""
+
+    policy: PolicyFile
+    pii: PiiStage
+    points: dict[Point, list[TextPolicy]]
+    rate: RateLimiter
+    handoff: HandoffStage
 
 
 class PolicyEngine:
-    """Applies one `PolicyFile` to a conversation's text, using one `Redactor`.
+    """Applies one `PolicyFile` (with its per-channel overrides) to conversations.
 
-    Cheap to construct; `warm_up()` loads the redactor (seconds for presidio). The async
-    methods may be called from any number of conversations at once: their redaction work is
+    Cheap to construct; `warm_up()` loads every stage's models (seconds for presidio). The
+    async methods may be called from any number of conversations at once: their work is
     queued on the engine's single worker thread. `close()` stops that thread.
+
+    `redactor` is used for the file's own `pii` section; other sections (channel overrides)
+    get `redactor_factory(section)` (default: presidio). `embedder` serves the blocked topics
+    (default: the packaged MiniLM, loaded only if the file declares topics); `redis` is for
+    rate limits (none: no rate limits).
     """
 
-    def __init__(self, policy: PolicyFile, redactor: Redactor) -> None:
+    def __init__(
+        self,
+        policy: PolicyFile,
+        redactor: Redactor | None = None,
+        *,
+        redactor_factory: RedactorFactory | None = None,
+        embedder: Embedder | None = None,
+        redis: Any | None = None,
+        audit: PolicyAudit | None = None,
+    ) -> None:
         self._policy = policy
-        self._redactor = redactor
+        self._factory: RedactorFactory = redactor_factory or (
+            type(redactor) if redactor is not None else PresidioRedactor
+        )
+        self._embedder = embedder
+        self._redis = redis
+        self.audit = audit or PolicyAudit()
+        self._stages: dict[tuple[str, str], Any] = {}
+        if redactor is not None:
+            self._stages[("pii", policy.pii.model_dump_json())] = PiiStage(redactor)
+        self._pipelines: dict[str, _Pipeline] = {}
+        self._base = self._compile(policy)
+        for channel in policy.channels:
+            self._pipelines[channel] = self._compile(policy.for_channel(channel))
         # Threads start on first use, so this costs nothing until the first call.
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="policies")
 
     @classmethod
-    def from_file(cls, path: str | Path | None = None) -> PolicyEngine:
+    def from_file(
+        cls,
+        path: str | Path | None = None,
+        *,
+        embedder: Embedder | None = None,
+        redis: Any | None = None,
+        audit: PolicyAudit | None = None,
+    ) -> PolicyEngine:
         """The engine for the policy file at `path` (the bundled default when None)."""
         policy = load_policy(path if path is not None else default_policy_path())
-        return cls(policy, PresidioRedactor(policy.pii))
+        return cls(policy, embedder=embedder, redis=redis, audit=audit)
 
     @property
     def policy(self) -> PolicyFile:
         """The validated policy file this engine applies."""
         return self._policy
+
+    def pipeline(self, channel: str | None) -> _Pipeline:
+        return self._pipelines.get(channel or "", self._base)
 
     @property
     def no_answer_reply(self) -> str:
@@ -58,58 +157,177 @@ class PolicyEngine:
         """What to send when no answer can be produced (e.g. the model failed)."""
         return self._policy.messages.fallback
 
+    def messages(self, channel: str | None) -> Any:
+        """The fixed replies for `channel` (its overrides applied)."""
+        return self.pipeline(channel).policy.messages
+
     def warm_up(self) -> None:
-        """Load the redactor, on the worker thread that will use it. Blocks until done."""
-        self._worker.submit(self._redactor.warm_up).result()
+        """Load every stage's models, on the worker thread that will use them."""
+        self._worker.submit(self._warm_up_all).result()
 
-    async def check_input(self, text: str) -> Verdict:
-        """The verdict on a user's message: `Allow` with PII replaced and the types found.
+    def _warm_up_all(self) -> None:
+        for stage in self._stages.values():
+            stage.warm_up()
 
-        Later stages (injection, topics, rate limits) may `Block`; redaction never does.
+    # -- the four points -------------------------------------------------------------------
+
+    async def check_input(self, text: str, context: Context | None = None) -> Verdict:
+        """The verdict on a user's message: rate limits, then the input stages in order.
+
+        `Allow` carries the text with PII replaced, the PII types found and, when a handoff
+        trigger fired, why; `Block` carries the reply to send instead of an answer.
         """
-        redaction = await self._run(self._redactor.redact, text)
-        return Allow(redaction.text, redaction.entity_types)
+        context = context or Context("input")
+        pipeline = self.pipeline(context.channel)
+        limited = await pipeline.rate.check(context)
+        self.audit.record(context, limited.findings)
+        if isinstance(limited, Block):
+            return limited
+        verdict = await self._run(self._apply, pipeline.points["input"], text, context)
+        self.audit.record(context, verdict.findings)
+        if isinstance(verdict, Block) and not verdict.reply:
+            return replace(verdict, reply=pipeline.policy.messages.blocked)
+        return verdict
 
-    async def redact_for_storage(self, text: str) -> str:
-        """`text` with PII replaced: the only form that may reach Redis, logs or training."""
-        redaction = await self._run(self._redactor.redact, text)
-        return redaction.text
-
-    async def screen_passages(self, passages: Sequence[Passage]) -> list[Passage]:
-        """Knowledge-base passages as the prompt may carry them: PII replaced.
-
-        A help article with a phone number in it must not make the bot read it out, unless
-        the policy's `pii.allow` lists it (the company's own contact details). This is also
-        where passages will be screened for injected instructions.
-        """
+    async def screen_passages(
+        self, passages: Sequence[Passage], context: Context | None = None
+    ) -> list[Passage]:
+        """Knowledge-base passages as the prompt may carry them: each through the retrieval
+        stages (PII replaced; a passage carrying injected instructions is dropped)."""
         if not passages:
             return []
+        context = replace(context, point="retrieval") if context else Context("retrieval")
+        stages = self.pipeline(context.channel).points["retrieval"]
 
-        def redact_all() -> list[Passage]:
-            return [replace(p, text=self._redactor.redact(p.text).text) for p in passages]
+        def screen_all() -> list[tuple[Passage, Verdict]]:
+            return [(p, self._apply(stages, p.text, context)) for p in passages]
 
-        return await self._run(redact_all)
+        kept = []
+        for passage, verdict in await self._run(screen_all):
+            self.audit.record(context, verdict.findings)
+            if isinstance(verdict, Allow):
+                kept.append(replace(passage, text=verdict.text))
+        return kept
 
-    def output_filter(self) -> StreamingRedactor:
-        """A new streaming filter for one answer; drive it with `feed` and `flush`."""
-        return StreamingRedactor(self._redactor, self._policy.output.max_hold_chars)
+    async def redact_for_storage(self, text: str, context: Context | None = None) -> str:
+        """`text` with PII replaced: the only form that may reach Redis, logs or training."""
+        context = replace(context, point="storage") if context else Context("storage")
+        pii = self.pipeline(context.channel).pii
+        redaction = await self._run(pii.redact, text)
+        return redaction.text
 
-    async def feed(self, output: StreamingRedactor, text: str) -> str:
+    def output_filter(self, context: Context | None = None) -> OutputFilter:
+        """A new filter for one answer; drive it with `feed` and `flush`."""
+        context = replace(context, point="output") if context else Context("output")
+        pipeline = self.pipeline(context.channel)
+        policy = pipeline.policy
+        names = policy.stages.output
+        redactor: Redactor = pipeline.pii.redactor if "pii" in names else _NoRedactor()
+        stages = [s for s in pipeline.points["output"] if s.name not in ("pii", "limits")]
+        max_chars = policy.limits.max_answer_chars if "limits" in names else 0
+        stream = StreamingRedactor(redactor, policy.output.max_hold_chars)
+        return OutputFilter(stream, stages, context, max_chars)
+
+    async def feed(self, output: OutputFilter, text: str) -> str:
         """Pass streamed model text through `output`; return what may be shown now.
 
-        Most pieces only join the held text (on the event loop); the redactor's thread is
-        asked only when a sentence or a forced cut could release something.
+        Most pieces only join the held text (on the event loop); the worker thread is asked
+        only when a sentence or a forced cut could release something. Check `output.done`
+        after each call: a blocked or cut answer must stop.
         """
         cuts = output.add(text)
-        return await self._run(output.release, cuts) if cuts else ""
+        released = await self._run(output.release, cuts) if cuts else ""
+        self._audit_output(output)
+        return released
 
-    async def flush(self, output: StreamingRedactor) -> str:
-        """The answer ended (or failed): return the rest of `output`, redacted."""
-        return await self._run(output.flush)
+    async def flush(self, output: OutputFilter) -> str:
+        """The answer ended (or failed): return the rest of `output`, redacted and judged."""
+        released = await self._run(output.flush)
+        self._audit_output(output)
+        return released
+
+    def handoff_due(self, channel: str | None, no_answers_in_a_row: int, blocks: int) -> str:
+        """Why the conversation should go to a person now, by the counting triggers."""
+        return self.pipeline(channel).handoff.due(no_answers_in_a_row, blocks)
 
     def close(self) -> None:
         """Stop the worker thread; queued work is cancelled, the running call finishes."""
         self._worker.shutdown(wait=False, cancel_futures=True)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _audit_output(self, output: OutputFilter) -> None:
+        if output.findings:
+            findings, output.findings = output.findings, []
+            self.audit.record(output.stream_context, findings)
+
+    @staticmethod
+    def _apply(stages: Sequence[TextPolicy], text: str, context: Context) -> Verdict:
+        """Run `stages` in order on the worker thread; the first `Block` ends it."""
+        findings: list[Finding] = []
+        entities: list[str] = []
+        handoff = ""
+        for stage in stages:
+            try:
+                verdict = stage.check(text, context)
+            except Exception as exc:  # a stage broke its contract: fail closed, say which
+                failed = Finding(stage.name, type(exc).__name__, "error")
+                return Block(f"{stage.name} failed", "", (*findings, failed))
+            findings.extend(verdict.findings)
+            if isinstance(verdict, Block):
+                return replace(verdict, findings=tuple(findings))
+            text = verdict.text
+            entities.extend(verdict.entities)
+            handoff = handoff or verdict.handoff
+        return Allow(text, tuple(dict.fromkeys(entities)), tuple(findings), handoff)
+
+    def _compile(self, policy: PolicyFile) -> _Pipeline:
+        pii = self._stage("pii", policy.pii, lambda: PiiStage(self._factory(policy.pii)))
+        blocked = policy.messages.blocked
+        makers: dict[str, Callable[[], TextPolicy]] = {
+            "pii": lambda: pii,
+            "injection": lambda: self._stage(
+                "injection", policy.injection, lambda: InjectionStage(policy.injection, blocked)
+            ),
+            "toxicity": lambda: self._stage(
+                "toxicity", policy.toxicity, lambda: ToxicityStage(policy.toxicity, blocked)
+            ),
+            "topics": lambda: self._stage(
+                "topics",
+                policy.topics,
+                lambda: TopicStage(policy.topics, blocked, self._topic_embedder(policy)),
+            ),
+            "limits": lambda: self._stage(
+                "limits", policy.limits, lambda: LengthStage(policy.limits)
+            ),
+            "links": lambda: self._stage("links", policy.links, lambda: LinkStage(policy.links)),
+            "handoff": lambda: self._stage(
+                "handoff", policy.handoff, lambda: HandoffStage(policy.handoff)
+            ),
+        }
+        points: dict[Point, list[TextPolicy]] = {
+            "input": [makers[n]() for n in policy.stages.input],
+            "retrieval": [makers[n]() for n in policy.stages.retrieval],
+            "output": [makers[n]() for n in policy.stages.output],
+            "storage": [makers[n]() for n in policy.stages.storage],
+        }
+        handoff = self._stage("handoff", policy.handoff, lambda: HandoffStage(policy.handoff))
+        return _Pipeline(policy, pii, points, RateLimiter(policy.limits, self._redis), handoff)
+
+    def _topic_embedder(self, policy: PolicyFile) -> Embedder | None:
+        if self._embedder is None and policy.topics.enabled and policy.topics.blocked:
+            from knowledge.embeddings import MiniLMEmbedder
+
+            self._embedder = MiniLMEmbedder()  # loads in warm_up, with the topics' examples
+        return self._embedder
+
+    def _stage(self, name: str, section: Any, make: Callable[[], T]) -> T:
+        """One instance per distinct section: channels that change nothing share stages."""
+        key = (name, section.model_dump_json())
+        if key not in self._stages:
+            self._stages[key] = make()
+        stage: T = self._stages[key]
+        return stage
 
     async def _run(self, function: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()

@@ -6,21 +6,28 @@ the line, the key and the reason, so the person who edits the file can fix it al
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from bot.errors import ConfigError
 from policies.base import Strict
+from policies.handoff import HandoffRules
+from policies.injection import InjectionRules
+from policies.limits import LimitRules
+from policies.links import LinkRules
 from policies.pii_rules import (  # noqa: F401  (re-exported: the schema's public names)
     DEFAULT_ENTITIES,
     KNOWN_ENTITY_TYPES,
     NonEmptyText,
     PiiPolicy,
 )
+from policies.topics import TopicRules
+from policies.toxicity import ToxicityRules
 from policies.yaml_lines import Problem, YamlSyntaxError, compose, duplicate_keys, locate
 
 Version = Literal[1]  # add a version here when the file format changes
@@ -49,13 +56,115 @@ class Messages(Strict):
     )
 
 
+StageName = Literal["pii", "injection", "toxicity", "topics", "limits", "links", "handoff"]
+# Which stages make sense where. Storage is always redacted: nothing un-redacted is stored.
+ALLOWED_STAGES: dict[str, frozenset[str]] = {
+    "input": frozenset({"limits", "pii", "injection", "toxicity", "topics", "handoff"}),
+    "retrieval": frozenset({"pii", "injection", "toxicity"}),
+    "output": frozenset({"pii", "links", "toxicity", "limits"}),
+    "storage": frozenset({"pii"}),
+}
+
+
+def _names(*names: StageName) -> list[StageName]:
+    return list(names)
+
+
+class Stages(Strict):
+    """Which stages run at each point of a turn, in order."""
+
+    input: list[StageName] = Field(
+        default_factory=lambda: _names(
+            "limits", "pii", "injection", "toxicity", "topics", "handoff"
+        )
+    )
+    retrieval: list[StageName] = Field(default_factory=lambda: _names("pii", "injection"))
+    output: list[StageName] = Field(
+        default_factory=lambda: _names("pii", "links", "toxicity", "limits")
+    )
+    storage: list[StageName] = Field(default_factory=lambda: _names("pii"))
+
+    @model_validator(mode="after")
+    def _placed(self) -> Stages:
+        for point, allowed in ALLOWED_STAGES.items():
+            names: list[str] = getattr(self, point)
+            for name in names:
+                if name not in allowed:
+                    raise ValueError(
+                        f"{name} cannot run at {point}; {point} takes: "
+                        + ", ".join(sorted(allowed))
+                    )
+            if len(set(names)) != len(names):
+                raise ValueError(f"{point} lists a stage twice")
+        if "pii" not in self.storage:
+            raise ValueError("storage must include pii: nothing un-redacted is stored")
+        return self
+
+
+# The sections a channel may override (everything but `version` and `channels` itself).
+OVERRIDABLE = (
+    "pii", "injection", "toxicity", "topics", "limits", "links", "handoff", "stages",
+    "output", "messages",
+)  # fmt: skip
+
+
 class PolicyFile(Strict):
     """One policy file, as written by the company that runs the bot."""
 
     version: Version
     pii: PiiPolicy = Field(default_factory=PiiPolicy)
+    injection: InjectionRules = Field(default_factory=InjectionRules)
+    toxicity: ToxicityRules = Field(default_factory=ToxicityRules)
+    topics: TopicRules = Field(default_factory=TopicRules)
+    limits: LimitRules = Field(default_factory=LimitRules)
+    links: LinkRules = Field(default_factory=LinkRules)
+    handoff: HandoffRules = Field(default_factory=HandoffRules)
+    stages: Stages = Field(default_factory=Stages)
     output: OutputPolicy = Field(default_factory=OutputPolicy)
     messages: Messages = Field(default_factory=Messages)
+    # Per-channel changes ("widget", "slack", "webhook", "api"): any sections above, merged
+    # key by key over the rest of the file for messages on that channel.
+    channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("channels", mode="after")
+    @classmethod
+    def _sections(cls, channels: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name, override in channels.items():
+            if not re.fullmatch(r"[a-z0-9_-]{1,32}", name):
+                raise ValueError(f"channel name {name!r}: use lowercase letters, digits, - or _")
+            unknown = sorted(set(override) - set(OVERRIDABLE))
+            if unknown:
+                raise ValueError(
+                    f"channel {name!r} overrides unknown section {unknown[0]!r}; "
+                    "it may override: " + ", ".join(OVERRIDABLE)
+                )
+        return channels
+
+    _per_channel: dict[str, PolicyFile] = PrivateAttr(default_factory=dict)
+
+    def for_channel(self, channel: str | None) -> PolicyFile:
+        """The policy for messages on `channel`: this file with that channel's overrides.
+
+        Raises pydantic's `ValidationError` for an override that does not validate;
+        `parse_policy` checks every channel, so a loaded file never does."""
+        override = self.channels.get(channel or "")
+        if not override:
+            return self
+        cached = self._per_channel.get(channel or "")
+        if cached is None:
+            merged = _merge(self.model_dump(exclude={"channels"}), override)
+            cached = self._per_channel[channel or ""] = PolicyFile.model_validate(merged)
+        return cached
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value  # lists replace: an override's allow-list is the whole list
+    return merged
 
 
 class PolicyFileError(ConfigError):
@@ -93,10 +202,39 @@ def parse_policy(text: str, filename: str = "<policy>") -> PolicyFile:
         reason = f"unsupported version {version!r}; supported versions: {supported}"
         raise PolicyFileError(filename, [Problem(locate(root, ["version"]), "version", reason)])
     try:
-        return PolicyFile.model_validate(data)
+        policy = PolicyFile.model_validate(data)
     except ValidationError as exc:
         problems = [_problem(root, error) for error in exc.errors(include_url=False)]
         raise PolicyFileError(filename, sorted(problems, key=lambda p: p.line)) from exc
+    problems = []
+    for channel, override in policy.channels.items():
+        try:
+            policy.for_channel(channel)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False):
+                # Point at the override's line when the bad key is in it, else the base's.
+                loc = list(error["loc"])
+                inside = _has_path(override, loc)
+                at = ["channels", channel, *loc] if inside else loc
+                problem = _problem(root, {**error, "loc": tuple(at)})
+                if not inside:
+                    problem = Problem(
+                        problem.line, problem.location, f"{problem.reason} (in channel {channel})"
+                    )
+                problems.append(problem)
+    if problems:
+        raise PolicyFileError(filename, sorted(problems, key=lambda p: p.line))
+    return policy
+
+
+def _has_path(data: Any, loc: list[Any]) -> bool:
+    for part in loc:
+        in_dict = isinstance(data, dict) and part in data
+        in_list = isinstance(data, list) and isinstance(part, int) and part < len(data)
+        if not (in_dict or in_list):
+            return False
+        data = data[part]
+    return True
 
 
 def _problem(root: yaml.Node, error: ErrorDetails) -> Problem:

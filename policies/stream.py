@@ -43,6 +43,8 @@ class StreamingRedactor:
         self._redactor = redactor
         self._max_hold = max_hold_chars
         self._held = ""
+        # Entity types replaced in released text, in release order (for the audit).
+        self.replaced: list[str] = []
         # The furthest cut already refused (inside an entity): no point redacting again
         # until a cut beyond it appears.
         self._refused = 0
@@ -74,7 +76,11 @@ class StreamingRedactor:
     def flush(self) -> str:
         """The answer is complete: redact and return everything still held."""
         held, self._held, self._refused = self._held, "", 0
-        return self._redactor.redact(held).text if held else ""
+        if not held:
+            return ""
+        redaction = self._redactor.redact(held)
+        self.replaced.extend(found.entity_type for found in redaction.entities)
+        return redaction.text
 
     def _sentence_cuts(self) -> set[int]:
         cuts = set()
@@ -105,7 +111,9 @@ class StreamingRedactor:
             self._refused = cuts[-1]
             return ""
         cut = allowed[-1]
-        released = splice(self._held[:cut], [f for f in spans if f.end <= cut])
+        released_spans = [f for f in spans if f.end <= cut]
+        self.replaced.extend(found.entity_type for found in released_spans)
+        released = splice(self._held[:cut], released_spans)
         self._held = self._held[cut:]
         self._refused = max(0, cuts[-1] - cut)
         return released

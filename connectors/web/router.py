@@ -9,7 +9,10 @@ Server frames:
     {"type": "token", "text": "..."}                     (zero or more per answer)
     {"type": "notice", "code": "...", "text": "..."}
     {"type": "message", "id", "text", "citations": [{"title", "source"}], "conversation_id",
-     "in_reply_to"}                                       (ends every answer)
+     "in_reply_to", "handoff"}                            (ends every answer; its text is the
+                                                          whole answer: after a notice
+                                                          "answer_withdrawn" it replaces the
+                                                          tokens shown)
     {"type": "error", "code": "...", "message": "...", "in_reply_to": ...}
     {"type": "pong"}
 Bad frames get an error frame; the connection stays open.
@@ -54,6 +57,7 @@ def _event_frame(event: ReplyEvent) -> dict[str, Any] | None:
             "citations": [{"title": c.title, "source": c.source} for c in event.citations],
             "conversation_id": event.conversation_id,
             "in_reply_to": event.in_reply_to,
+            "handoff": event.handoff,
         }
     return None
 
@@ -120,7 +124,8 @@ class _ChatSession:
             await self.send(_error("bad_frame", "a message frame needs a string 'text'", client_id))
             return
         cid = frame.get("conversation_id") or self.conversation_id
-        inbound = InboundMessage(text, "web", cid, str(client_id) if client_id else None)
+        ip = self.ws.client.host if self.ws.client else None
+        inbound = InboundMessage(text, "web", cid, str(client_id) if client_id else None, ip=ip)
         try:
             async with aclosing(self.manager.respond(inbound)) as events:
                 async for event in events:

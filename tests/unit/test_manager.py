@@ -18,6 +18,7 @@ from bot.manager import ConversationManager
 from bot.sessions import InMemorySessionStore
 from bot.settings import Settings
 from bot.types import Citation, InboundMessage, Message, Notice, Passage, ReplyEvent, Token
+from knowledge.embeddings import HashingEmbedder
 from policies.engine import PolicyEngine
 from policies.pii import PatternRedactor
 from policies.schema import default_policy_path, load_policy
@@ -35,7 +36,10 @@ def _manager(
     model: ScriptedModel, retriever: FixedRetriever | None = None, **settings: object
 ) -> ConversationManager:
     cfg = Settings(max_message_chars=200, **settings)  # type: ignore[arg-type]
-    policies = PolicyEngine(load_policy(default_policy_path()), PatternRedactor())
+    # The hashing embedder stands in for MiniLM in the topics stage (real one: integration).
+    policies = PolicyEngine(
+        load_policy(default_policy_path()), PatternRedactor(), embedder=HashingEmbedder()
+    )
     policies.warm_up()
     return ConversationManager(
         cfg,
@@ -91,10 +95,15 @@ async def test_pii_never_reaches_model_store_client_or_logs_when_present(
     for secret in ("jane@", "example.com", "4111"):
         assert secret not in seen
     assert stored[0].text == "I am <EMAIL_ADDRESS>, card <CREDIT_CARD>"
-    [turn_log] = [r.getMessage() for r in caplog.records if r.name == "switchboard.audit"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "switchboard.audit"]
+    [turn_log] = [line for line in lines if line.startswith("turn ")]
     audit = json.loads(turn_log.removeprefix("turn "))
     assert audit["conversation_id"] == final.conversation_id
     assert sorted(audit["pii_in"]) == ["CREDIT_CARD", "EMAIL_ADDRESS"]
+    # One policy event per entity type, per point, counts and types only.
+    events = [json.loads(line.removeprefix("policy ")) for line in lines if "policy " in line]
+    found = {(e["point"], e["entity_type"], e["count"]) for e in events if e["stage"] == "pii"}
+    assert {("input", "EMAIL_ADDRESS", 1), ("input", "CREDIT_CARD", 1)} <= found
 
 
 async def test_history_reaches_model_when_conversation_continues() -> None:
@@ -139,7 +148,7 @@ async def test_passage_pii_is_replaced_before_the_prompt_unless_the_policy_allow
     model = ScriptedModel([["Call us."]])
     policy = load_policy(default_policy_path())
     policy.pii.allow.extend(["+1 555 0100", "support@northwind.example"])
-    policies = PolicyEngine(policy, PatternRedactor(policy.pii))
+    policies = PolicyEngine(policy, PatternRedactor(policy.pii), embedder=HashingEmbedder())
     policies.warm_up()
     cfg = Settings()
     manager = ConversationManager(
@@ -166,7 +175,11 @@ async def test_says_it_does_not_know_without_asking_the_model_when_confidence_is
     assert [e.text for e in events if isinstance(e, Token)] == [final.text]
     stored = await manager.store.history(final.conversation_id)
     assert [t.role for t in stored] == ["user", "assistant"]
-    [turn_log] = [r.getMessage() for r in caplog.records if r.name == "switchboard.audit"]
+    [turn_log] = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "switchboard.audit" and r.getMessage().startswith("turn ")
+    ]
     audit = json.loads(turn_log.removeprefix("turn "))
     assert audit["abstained"] is True and audit["confidence"] == 0.2
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from itertools import pairwise
 
 import pytest
 
+from bot.errors import ConfigError
 from policies.pii import PatternRedactor, Redaction, Redactor, splice
 from policies.schema import PiiPolicy
 
@@ -95,3 +97,90 @@ def test_satisfies_redactor_protocol_when_used_as_one() -> None:
     redactor: Redactor = PatternRedactor()
     redactor.warm_up()
     assert redactor.redact("a@b.io").entity_types == ("EMAIL_ADDRESS",)
+
+
+def _policy(**update: object) -> PiiPolicy:
+    return PiiPolicy.model_validate({**PiiPolicy().model_dump(), **update})
+
+
+ORDERS = {
+    "name": "order_ids",
+    "entity_type": "ORDER_ID",
+    "patterns": [{"regex": r"\bORD-\d{6}\b", "score": 0.3}],
+    "context": ["order"],
+}
+ORDER_POLICY = {"recognizers": [ORDERS], "entities": ["ORDER_ID"]}
+IBAN = r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b"
+
+
+@pytest.mark.parametrize(
+    ("update", "text", "expected"),
+    [
+        # declared pattern below the threshold: counts only with a context word nearby
+        (ORDER_POLICY, "my order ORD-123456", "my order <ORDER_ID>"),
+        (ORDER_POLICY, "orders: ORD-123456", "orders: <ORDER_ID>"),
+        (ORDER_POLICY, "ref ORD-123456", "ref ORD-123456"),
+        (ORDER_POLICY, "ORD-123456 (order) is late", "<ORDER_ID> (order) is late"),  # 2 after
+        (ORDER_POLICY, "ORD-123456 is the order", "ORD-123456 is the order"),  # 3 after
+        # checksums
+        (
+            {
+                "recognizers": [
+                    {"name": "gc", "entity_type": "GIFT_CARD", "checksum": "luhn",
+                     "patterns": [{"regex": r"\bGC\d{12}\b"}]},
+                ],
+                "entities": ["GIFT_CARD"],
+            },
+            "GC123456789015 GC123456789016",
+            "<GIFT_CARD> GC123456789016",
+        ),
+        (
+            {
+                "recognizers": [
+                    {"name": "iban", "entity_type": "IBAN_CODE", "checksum": "iban",
+                     "patterns": [{"regex": IBAN}]},
+                ],
+                "entities": ["IBAN_CODE"],
+            },
+            "IBAN GB82 WEST 1234 5698 7654 32, not GB82 WEST 1234 5698 7654 31",
+            "IBAN <IBAN_CODE>, not GB82 WEST 1234 5698 7654 31",
+        ),
+        # deny list: whole words, case-blind
+        (
+            {"recognizers": [{"name": "codes", "entity_type": "PRODUCT_CODE",
+                              "deny_list": ["Falcon-X"]}],
+             "entities": ["PRODUCT_CODE"]},
+            "falcon-x, Falcon-Xtra",
+            "<PRODUCT_CODE>, Falcon-Xtra",
+        ),
+        # the default recognizers: cards of any issuer with a card word, names after a cue
+        ({}, "card 2714821993518192", "card <CREDIT_CARD>"),
+        ({}, "My name is Klaudia", "My name is <PERSON>"),
+        ({}, "my name is not important", "my name is not important"),
+        # operators
+        ({"operator": "mask"}, "a@b.io", "****io"),
+        ({"operator": "mask", "entities": ["CREDIT_CARD"]}, "4111111111111111", "*" * 12 + "1111"),
+        ({"operator": "hash", "hash_salt": "s", "entities": ["EMAIL_ADDRESS"]}, "a@b.io",
+         f"<EMAIL_ADDRESS:{hashlib.sha256(b's' + b'a@b.io').hexdigest()[:12]}>"),
+        # the allow list wins over declared recognizers too
+        (
+            {**ORDER_POLICY, "allow": ["ORD-000001"]},
+            "order ORD-000001 and order ORD-123456",
+            "order ORD-000001 and order <ORDER_ID>",
+        ),
+    ],
+)  # fmt: skip
+def test_follows_declared_recognizers_and_operators_when_configured(
+    update: dict[str, object], text: str, expected: str
+) -> None:
+    redactor = PatternRedactor(_policy(**update))
+    redactor.warm_up()
+    redaction = redactor.redact(text)
+    assert redaction.text == expected
+    assert_consistent(text, redaction)
+
+
+def test_warm_up_refuses_hash_when_no_salt(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SWITCHBOARD_PII_HASH_SALT", raising=False)
+    with pytest.raises(ConfigError, match="salt"):
+        PatternRedactor(_policy(operator="hash")).warm_up()

@@ -11,7 +11,7 @@ import pytest
 
 from policies.engine import PolicyEngine
 from policies.pii import PatternRedactor, PresidioRedactor, Redaction
-from policies.schema import PiiPolicy, PolicyFile, default_policy_path, load_policy
+from policies.schema import PiiPolicy, PolicyFile, Stages, default_policy_path, load_policy
 from policies.verdicts import Allow
 
 
@@ -58,10 +58,17 @@ def engine() -> Iterator[PolicyEngine]:
         ("   ", Allow("   ")),  # empty input is the caller's to refuse, not a policy verdict
     ],
 )
-async def test_check_input_allows_redacted_text_when_called(
-    engine: PolicyEngine, text: str, verdict: Allow
-) -> None:
-    assert await engine.check_input(text) == verdict
+async def test_check_input_allows_redacted_text_when_called(text: str, verdict: Allow) -> None:
+    # PII alone: the other input stages have their own tests.
+    policy = PolicyFile(version=1, stages=Stages(input=["pii"]))
+    engine = PolicyEngine(policy, PatternRedactor())
+    found = await engine.check_input(text)
+    engine.close()
+    assert isinstance(found, Allow)
+    assert (found.text, found.entities) == (verdict.text, verdict.entities)
+    assert [(f.stage, f.entity_type, f.action) for f in found.findings] == [
+        ("pii", kind, "redact") for kind in verdict.entities
+    ]
 
 
 async def test_storage_text_is_redacted_when_stored(engine: PolicyEngine) -> None:
@@ -81,7 +88,7 @@ def test_exposes_policy_and_fallback_when_built() -> None:
     engine = PolicyEngine(policy, PatternRedactor())
     assert engine.policy is policy
     assert engine.fallback_reply == policy.messages.fallback
-    assert engine.output_filter().held_chars == 0
+    assert engine.output_filter().stream.held_chars == 0
     engine.close()
 
 

