@@ -192,11 +192,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sentences", type=int, default=2000, help="for the PII evaluation")
     parser.add_argument("--pipeline", type=int, default=400, help="for the leak scan")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
+    parser.add_argument(
+        "--pipeline-only", action="store_true", help="only part 3 (the whole engine)"
+    )
     args = parser.parse_args(argv)
-    print("# PII stage (bench/policy_pii.py)")
-    policy_pii.main(["--sentences", str(args.sentences)])
-    print("\n# Injection and toxicity (bench/policy_attacks.py)")
-    policy_attacks.main([])
+    if not args.pipeline_only:
+        print("# PII stage (bench/policy_pii.py)")
+        policy_pii.main(["--sentences", str(args.sentences)])
+        print("\n# Injection and toxicity (bench/policy_attacks.py)")
+        policy_attacks.main([])
     print("\n# The whole policy engine")
     samples = policy_pii.generate(args.pipeline, seed=11)
     asyncio.run(pipeline(samples, args.redis))

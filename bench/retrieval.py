@@ -10,8 +10,8 @@ features, so the AUROC columns repeat across rows.
 
 Speed: query latency (embedding included, and the embedding alone beside it) at 1k, 10k
 and 100k chunks, and ingest throughput. Chunks beyond the real ones are real chunks with
-their sentences shuffled, with random unit vectors as embeddings (only their count matters
-for speed). Prints figures; not a pass/fail test.
+their sentences shuffled, four to an article, with random unit vectors as embeddings (only
+their count matters for speed). Prints figures; not a pass/fail test.
 """
 
 from __future__ import annotations
@@ -106,7 +106,18 @@ def synthetic(chunks: list[Chunk], n: int, rng: random.Random) -> list[Chunk]:
         base = rng.choice(chunks)
         sentences = re.split(r"(?<=[.!?])\s+", base.text)
         rng.shuffle(sentences)
-        out.append(replace(base, id=f"synthetic:{len(out):07d}", text=" ".join(sentences)))
+        # Four chunks an article, as in the real help centers: ranking is per article.
+        doc = f"synthetic{len(out) // 4:06d}"
+        out.append(
+            replace(
+                base,
+                id=f"{doc}:{len(out) % 4:04d}",
+                doc_id=doc,
+                title=f"{base.title} ({doc})",
+                source=f"{doc}.md",
+                text=" ".join(sentences),
+            )
+        )
     return out
 
 

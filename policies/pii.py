@@ -169,6 +169,10 @@ class PresidioRedactor:
         # "use the snapshot in the wheel". Offline the fetch fails or waits for a timeout;
         # online it tells a third party that this process handles e-mail addresses.
         os.environ.setdefault(_NO_PSL_DOWNLOAD, "")
+        # Presidio logs the words around each match at DEBUG ("Context list is: want 4111…"):
+        # raw personal data. Its loggers stay at WARNING whatever the app's log level.
+        for name in ("presidio-analyzer", "presidio-anonymizer"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self._check_model_installed()
         from presidio_analyzer import AnalyzerEngine
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer

@@ -21,7 +21,7 @@ TAIL_CHARS = 40
 _BOUNDARY = re.compile(r"[.!?][\"'”’)\]]*\s|\n")
 # "Mr. Smith", "J. R. Smith", "e.g. this": a dot after these does not end a sentence, and
 # cutting there would release a name's first half before the detector sees the whole name.
-_ABBREVIATION = re.compile(r"\b(?:Mr|Mrs|Ms|Mx|Dr|Prof|Sr|Jr|St|[^\W\d_])\.$")
+_ABBREVIATION = re.compile(r"\b(?:(?i:Mr|Mrs|Ms|Mx|Dr|Prof|Sr|Jr|St)|[^\W\d_])\.$")
 # A cut between two digit groups ("4111 | 1111", "+44 | 20", "(212) | 555") could split a
 # number that is not yet long enough to be recognised.
 _NUMBER_END = frozenset("0123456789)")

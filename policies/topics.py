@@ -7,8 +7,6 @@ blocked with the topic's reply. Examples are embedded once, at warm-up.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 from pydantic import Field
 
@@ -16,8 +14,6 @@ from knowledge.embeddings import Embedder
 from policies.base import Context, Strict
 from policies.pii_rules import NonEmptyText
 from policies.verdicts import Allow, Block, Finding, Verdict
-
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 class Topic(Strict):
@@ -64,11 +60,14 @@ class TopicStage:
         self._examples = self._embedder.embed(texts)
 
     def score(self, text: str) -> tuple[int, float]:
-        """The closest topic's index and its similarity to `text` (or its best sentence)."""
+        """The closest topic's index and its similarity to `text`.
+
+        One embedding of the whole message: embedding each sentence as well (to catch a
+        topic buried in a long message) cost 166 ms a 300-character message on 2 cores,
+        against 30 ms for the message alone.
+        """
         assert self._embedder is not None and self._examples is not None
-        sentences = [s for s in _SENTENCE.split(text.strip()) if s.strip()]
-        pieces = [text] + (sentences if len(sentences) > 1 else [])
-        similarity = self._embedder.embed(pieces[:8]) @ self._examples.T
+        similarity = self._embedder.embed([text]) @ self._examples.T
         row, column = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
         return self._topic_of[int(column)], float(similarity[row, column])
 
