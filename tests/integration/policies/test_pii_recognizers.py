@@ -267,7 +267,12 @@ BAD = [
         "pii.recognizers[0].patterns[0].score",
         "less than or equal to 1",
     ),
-    ("version: 1\npii:\n  operator: redact\n", 3, "pii.operator", "'replace', 'mask' or 'hash'"),
+    (
+        "version: 1\npii:\n  operator: redact\n",
+        3,
+        "pii.operator",
+        "'replace', 'mask', 'hash' or 'pseudonym'",
+    ),
 ]
 
 

@@ -136,7 +136,12 @@ ERRORS = [
         "pii.recognizers[0].checksum",
         "'luhn', 'iban' or 'none'",
     ),
-    ("version: 1\npii:\n  operator: blur\n", 3, "pii.operator", "'replace', 'mask' or 'hash'"),
+    (
+        "version: 1\npii:\n  operator: blur\n",
+        3,
+        "pii.operator",
+        "'replace', 'mask', 'hash' or 'pseudonym'",
+    ),
 ]
 
 
