@@ -73,7 +73,7 @@ def test_pii_is_redacted_everywhere_when_the_real_model_answers(
     assert final["type"] == "message", final
     stored = clean_redis.lrange(f"sbtest:conv:{final['conversation_id']}:turns", 0, -1)
     everything = json.dumps(stored) + final["text"]
-    for secret in ("Jane Cooper", "jane.cooper@example.com", "4111 1111 1111 1111", "4111"):
+    for secret in ("Jane Cooper", "jane.cooper@example.com", "4111 1111 1111 1111", "4111 1111"):
         assert secret not in everything
     user_turn = json.loads(stored[0])["text"]
     assert "<EMAIL_ADDRESS>" in user_turn and "<CREDIT_CARD>" in user_turn

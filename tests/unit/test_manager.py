@@ -92,7 +92,7 @@ async def test_pii_never_reaches_model_store_client_or_logs_when_present(
     stored = await manager.store.history(final.conversation_id)
     logs = "\n".join(record.getMessage() for record in caplog.records)
     seen = streamed + final.text + repr(stored) + repr(model.prompts) + logs
-    for secret in ("jane@", "example.com", "4111"):
+    for secret in ("jane@", "example.com", "4111 1111", "1111 1111"):  # not "4111": timestamps
         assert secret not in seen
     assert stored[0].text == "I am <EMAIL_ADDRESS>, card <CREDIT_CARD>"
     lines = [r.getMessage() for r in caplog.records if r.name == "switchboard.audit"]
