@@ -90,6 +90,12 @@ def serve(
         port=port if port is not None else settings.port,
         log_level=settings.log_level,
         ws_ping_interval=20,
+        # A chat frame is a few KB (messages are capped at max_message_chars).
+        ws_max_size=64 * 1024,
+        # The customer's address (for per-IP rate limits) comes from X-Forwarded-For only
+        # when the proxy that sets it is trusted.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

@@ -167,6 +167,11 @@ class Settings(BaseSettings):
     )
     key_prefix: str = Field("sb:", description="Prefix of every Redis key.")
     policy_file: Path | None = Field(None, description="Policy YAML (default: the bundled one).")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies trusted to set X-Forwarded-For (comma-separated, or '*'): behind "
+        "an ingress, list it so per-IP rate limits count customers, not the proxy.",
+    )
     policy_reload_s: float = Field(
         2.0, ge=0, description="How often the policy file is checked for changes (0: never)."
     )
