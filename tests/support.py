@@ -169,3 +169,20 @@ class FixedRetriever:
         self, query: str, k: int
     ) -> tuple[list[Passage], float | None]:
         return await self.search(query, k), self.confidence
+
+
+def assert_policy_error(text: str, line: int, location: str, phrase: str) -> None:
+    """`text` is refused as a policy file with an error at `line` and `location` whose
+    reason contains `phrase`, printed as `bad.yaml:LINE: LOCATION: reason`."""
+    from policies.schema import PolicyFileError, parse_policy
+
+    try:
+        parse_policy(text, "bad.yaml")
+    except PolicyFileError as caught:
+        errors = caught.errors
+        assert (line, location) in [(found, where) for found, where, _ in errors], errors
+        reason = next(reason for found, where, reason in errors if where == location)
+        assert phrase in reason, reason
+        assert f"bad.yaml:{line}: {location}: " in str(caught)
+    else:
+        raise AssertionError(f"the policy was accepted:\n{text}")

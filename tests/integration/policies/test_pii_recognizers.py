@@ -23,7 +23,8 @@ from policies.pii import (
     splice,
 )
 from policies.pii_rules import HASH_SALT_ENV, PiiPolicy
-from policies.schema import PolicyFileError, parse_policy
+from policies.schema import parse_policy
+from tests.support import assert_policy_error
 
 pytestmark = pytest.mark.integration
 
@@ -280,12 +281,7 @@ BAD = [
 def test_error_names_line_when_a_recognizer_or_operator_is_wrong(
     text: str, line: int, location: str, phrase: str
 ) -> None:
-    with pytest.raises(PolicyFileError) as caught:
-        parse_policy(text, "bad.yaml")
-    errors = caught.value.errors
-    assert (line, location) in [(found_line, where) for found_line, where, _ in errors], errors
-    reason = next(reason for found_line, where, reason in errors if where == location)
-    assert phrase in reason, reason
+    assert_policy_error(text, line, location, phrase)
 
 
 def test_custom_entity_type_is_accepted_when_a_recognizer_declares_it(

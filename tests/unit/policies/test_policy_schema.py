@@ -17,6 +17,7 @@ from policies.schema import (
     parse_policy,
     policy_json_schema,
 )
+from tests.support import assert_policy_error
 
 VALID = """\
 version: 1
@@ -149,13 +150,7 @@ ERRORS = [
 def test_error_names_line_and_location_when_file_is_invalid(
     text: str, line: int, location: str, phrase: str
 ) -> None:
-    with pytest.raises(PolicyFileError) as caught:
-        parse_policy(text, "bad.yaml")
-    errors = caught.value.errors
-    assert (line, location) in [(found_line, where) for found_line, where, _ in errors], errors
-    reason = next(reason for found_line, where, reason in errors if where == location)
-    assert phrase in reason
-    assert f"bad.yaml:{line}: {location}: " in str(caught.value)
+    assert_policy_error(text, line, location, phrase)
 
 
 def test_every_error_is_listed_one_per_line_when_file_has_several() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policies.schema import PolicyFile, PolicyFileError, parse_policy
+from tests.support import assert_policy_error
 
 CHANNELS = """\
 version: 1
@@ -66,12 +67,7 @@ ERRORS = [
 def test_error_names_line_and_location_when_a_section_is_invalid(
     text: str, line: int, location: str, phrase: str
 ) -> None:
-    with pytest.raises(PolicyFileError) as caught:
-        parse_policy(text, "bad.yaml")
-    errors = caught.value.errors
-    assert (line, location) in [(found, where) for found, where, _ in errors], errors
-    reason = next(reason for found, where, reason in errors if where == location)
-    assert phrase in reason
+    assert_policy_error(text, line, location, phrase)
 
 
 def test_override_that_breaks_a_base_rule_names_the_channel_when_invalid() -> None:
