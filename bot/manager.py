@@ -264,7 +264,8 @@ class ConversationManager:
             if output.blocked is None:
                 said = record.first_token_s is not None
                 yield Notice("model_unavailable", "The assistant could not finish this answer.")
-                yield release(("\n\n" if said else "") + policies.fallback_reply)
+                fallback = policies.messages(output.context.channel).fallback
+                yield release(("\n\n" if said else "") + fallback)
 
     @staticmethod
     def _final(session: Session, turn: Turn, message: InboundMessage, handoff: str = "") -> Message:

@@ -30,7 +30,7 @@ from policies.output import OutputFilter
 from policies.pii import PresidioRedactor, Redaction, Redactor
 from policies.pii_rules import PiiPolicy
 from policies.pseudonyms import Pseudonymizer, PseudonymVault
-from policies.schema import PolicyFile, default_policy_path, load_policy
+from policies.schema import Messages, PolicyFile, default_policy_path, load_policy
 from policies.stream import StreamingRedactor
 from policies.topics import TopicStage
 from policies.toxicity import ToxicityStage
@@ -94,6 +94,7 @@ class _Pipeline:
     points: dict[Point, list[TextPolicy]]
     rate: RateLimiter
     handoff: HandoffStage
+    vault: PseudonymVault | None  # with `operator: pseudonym` and Redis
 
 
 class PolicyEngine:
@@ -171,7 +172,7 @@ class PolicyEngine:
         """What to send when no answer can be produced (e.g. the model failed)."""
         return self._policy.messages.fallback
 
-    def messages(self, channel: str | None) -> Any:
+    def messages(self, channel: str | None) -> Messages:
         """The fixed replies for `channel` (its overrides applied)."""
         return self.pipeline(channel).policy.messages
 
@@ -247,9 +248,7 @@ class PolicyEngine:
         stages = [s for s in pipeline.points["output"] if s.name not in ("pii", "limits")]
         max_chars = policy.limits.max_answer_chars if "limits" in names else 0
         stream = StreamingRedactor(redactor, policy.output.max_hold_chars)
-        output = OutputFilter(stream, stages, context, max_chars)
-        output.pipeline = pipeline
-        return output
+        return OutputFilter(stream, stages, context, max_chars)
 
     async def feed(self, output: OutputFilter, text: str) -> str:
         """Pass streamed model text through `output`; return what may be shown now.
@@ -261,16 +260,15 @@ class PolicyEngine:
         cuts = output.add(text)
         released = await self._run(output.release, cuts) if cuts else ""
         self._audit_output(output)
-        if released and output.pipeline is not None:
-            await self._keep_pseudonyms(output.pipeline)
+        if released:
+            await self._keep_pseudonyms(self.pipeline(output.context.channel))
         return released
 
     async def flush(self, output: OutputFilter) -> str:
         """The answer ended (or failed): return the rest of `output`, redacted and judged."""
         released = await self._run(output.flush)
         self._audit_output(output)
-        if output.pipeline is not None:
-            await self._keep_pseudonyms(output.pipeline)
+        await self._keep_pseudonyms(self.pipeline(output.context.channel))
         return released
 
     def handoff_due(self, channel: str | None, no_answers_in_a_row: int, blocks: int) -> str:
@@ -286,7 +284,7 @@ class PolicyEngine:
     def _audit_output(self, output: OutputFilter) -> None:
         if output.findings:
             findings, output.findings = output.findings, []
-            self.audit.record(output.stream_context, findings)
+            self.audit.record(output.context, findings)
 
     @staticmethod
     def _apply(stages: Sequence[TextPolicy], text: str, context: Context) -> Verdict:
@@ -343,7 +341,8 @@ class PolicyEngine:
             "storage": [makers[n]() for n in policy.stages.storage],
         }
         handoff = self._stage("handoff", policy.handoff, lambda: HandoffStage(policy.handoff))
-        return _Pipeline(policy, pii, points, RateLimiter(policy.limits, self._redis), handoff)
+        rate = RateLimiter(policy.limits, self._redis)
+        return _Pipeline(policy, pii, points, rate, handoff, self._vault(policy.pii))
 
     def _pseudonyms(self, policy: PolicyFile) -> Pseudonymizer | None:
         if policy.pii.operator != "pseudonym":
@@ -365,17 +364,16 @@ class PolicyEngine:
         if names is None:
             return
         pending = names.take()
-        vault = self._vault(pipeline.policy.pii)
-        if vault is not None and pending:
-            await vault.keep(pending)
+        if pipeline.vault is not None and pending:
+            await pipeline.vault.keep(pending)
 
     async def reveal(self, conversation: str, text: str, channel: str | None = None) -> str:
         """`text` with the conversation's pseudonyms turned back into the real values, for a
         human agent. Refused (`PermissionError`) unless the policy uses pseudonyms, lets
         agents see values (`pii.reveal_to_agents`) and has a vault (Redis)."""
-        pii = self.pipeline(channel).policy.pii
-        vault = self._vault(pii)
-        if not pii.reveal_to_agents or vault is None:
+        pipeline = self.pipeline(channel)
+        vault = pipeline.vault
+        if not pipeline.policy.pii.reveal_to_agents or vault is None:
             raise PermissionError(
                 "this policy does not let agents see personal data "
                 "(needs pii.operator: pseudonym, pii.reveal_to_agents: true and Redis)"

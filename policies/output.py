@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 from policies.base import Context, TextPolicy
 from policies.stream import StreamingRedactor
@@ -31,12 +30,10 @@ class OutputFilter:
     ) -> None:
         self.stream = redactor
         self._stages = stages
-        self._context = context
-        self.stream_context = context  # for the engine's audit of output findings
+        self.context = context
         self._max_chars = max_chars
         self._released = 0
         self.blocked: Block | None = None
-        self.pipeline: Any = None  # the engine's, for its bookkeeping (pseudonyms)
         self.truncated = False
         self.findings: list[Finding] = []
 
@@ -66,7 +63,7 @@ class OutputFilter:
         if not text or self.done:
             return ""
         for stage in self._stages:
-            verdict = stage.check(text, self._context)
+            verdict = stage.check(text, self.context)
             self.findings.extend(verdict.findings)
             if isinstance(verdict, Block):
                 self.blocked = verdict

@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from bot.types import Passage
+from knowledge.embeddings import Embedder, HashingEmbedder, Vectors
 
 # The demo help center's abstention model, fitted on demo/eval/questions.jsonl (as `make demo`
 # uses it); the bundled default is calibrated on TechQA.
@@ -186,3 +187,34 @@ def assert_policy_error(text: str, line: int, location: str, phrase: str) -> Non
         assert f"bad.yaml:{line}: {location}: " in str(caught)
     else:
         raise AssertionError(f"the policy was accepted:\n{text}")
+
+
+class CountingEmbedder:
+    """An embedder (default: the hashing one) recording every text it embeds; fails on
+    batch `fail_on` if set, as a crash mid-ingest."""
+
+    def __init__(
+        self, inner: Embedder | None = None, *, dim: int = 256, fail_on: int | None = None
+    ) -> None:
+        self._inner: Embedder = inner or HashingEmbedder(dim)
+        self._fail_on = fail_on
+        self.texts: list[str] = []
+        self.batches = 0
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def dim(self) -> int:
+        return self._inner.dim
+
+    def warm_up(self) -> None:
+        self._inner.warm_up()
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.batches += 1
+        if self.batches == self._fail_on:
+            raise RuntimeError("embedding crashed")
+        self.texts.extend(texts)
+        return self._inner.embed(texts)

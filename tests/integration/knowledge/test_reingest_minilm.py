@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from knowledge.embeddings import MiniLMEmbedder, Vectors
+from knowledge.embeddings import MiniLMEmbedder
 from knowledge.index import VectorIndex, current_version
 from knowledge.ingest import ingest
 from knowledge.retriever import DenseRetriever
+from tests.support import CountingEmbedder
 
 pytestmark = pytest.mark.integration
 
@@ -29,29 +29,6 @@ HELP_CENTER = {
         "email you a reset link.\n"
     ),
 }
-
-
-class CountingMiniLM:
-    """The real MiniLM embedder, counting the texts it embeds."""
-
-    def __init__(self, inner: MiniLMEmbedder) -> None:
-        self._inner = inner
-        self.texts: list[str] = []
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def dim(self) -> int:
-        return self._inner.dim
-
-    def warm_up(self) -> None:
-        self._inner.warm_up()
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        self.texts.extend(texts)
-        return self._inner.embed(texts)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +58,7 @@ async def test_only_the_changed_article_is_embedded_when_reingested_with_minilm(
         "and Mexico too.\n"
     )
 
-    counting = CountingMiniLM(minilm)
+    counting = CountingEmbedder(minilm)
     report = ingest(docs, index_dir, counting, progress=False)
 
     assert (report.changed, report.unchanged, report.embedded) == (1, 2, 1)

@@ -1,7 +1,7 @@
 """Incremental re-ingest: only new and changed documents are embedded, the rest is reused.
 
-`CountingEmbedder` wraps the real `HashingEmbedder` and records what it was asked to embed;
-the integration suite runs the same path with MiniLM.
+`CountingEmbedder` (tests/support.py) wraps the real `HashingEmbedder` and records what it
+was asked to embed; the integration suite runs the same path with MiniLM.
 """
 
 from __future__ import annotations
@@ -19,34 +19,7 @@ import pytest
 from knowledge.embeddings import BUILTIN_NAME, HashingEmbedder, Vectors, builtin_model_path
 from knowledge.index import VectorIndex, current_version
 from knowledge.ingest import ingest
-
-
-class CountingEmbedder:
-    """The hashing embedder, recording every text embedded; fails on batch `fail_on` if set."""
-
-    def __init__(self, dim: int = 256, fail_on: int | None = None) -> None:
-        self._inner = HashingEmbedder(dim)
-        self._fail_on = fail_on
-        self.texts: list[str] = []
-        self.batches = 0
-
-    @property
-    def name(self) -> str:
-        return self._inner.name
-
-    @property
-    def dim(self) -> int:
-        return self._inner.dim
-
-    def warm_up(self) -> None:
-        self._inner.warm_up()
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        self.batches += 1
-        if self.batches == self._fail_on:
-            raise RuntimeError("embedding crashed")
-        self.texts.extend(texts)
-        return self._inner.embed(texts)
+from tests.support import CountingEmbedder
 
 
 def sources(texts: list[str]) -> set[str]:
