@@ -162,16 +162,6 @@ class PolicyEngine:
     def pipeline(self, channel: str | None) -> _Pipeline:
         return self._pipelines.get(channel or "", self._base)
 
-    @property
-    def no_answer_reply(self) -> str:
-        """What to send when the help center has nothing on the question."""
-        return self._policy.messages.no_answer
-
-    @property
-    def fallback_reply(self) -> str:
-        """What to send when no answer can be produced (e.g. the model failed)."""
-        return self._policy.messages.fallback
-
     def messages(self, channel: str | None) -> Messages:
         """The fixed replies for `channel` (its overrides applied)."""
         return self.pipeline(channel).policy.messages

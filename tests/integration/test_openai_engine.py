@@ -214,6 +214,6 @@ def test_app_answers_through_remote_engine_and_falls_back_when_stream_breaks(
         assert first.json()["text"] == "Orders ship within two days."
         server.behaviour.die_after_chunks = 2
         second = httpx.post(f"{app.http}/api/messages", json=ask, timeout=30).json()
-    fallback = PolicyEngine.from_file(None).fallback_reply
+    fallback = PolicyEngine.from_file(None).messages(None).fallback
     assert second["text"].endswith(fallback)  # the cut answer is not passed off as whole
     assert [r.body["model"] for r in server.requests] == [server.name, server.name]

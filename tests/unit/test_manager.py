@@ -122,7 +122,7 @@ async def test_fallback_reply_and_notice_when_model_fails() -> None:
     assert any(isinstance(e, Notice) and e.code == "model_unavailable" for e in events)
     final = events[-1]
     assert isinstance(final, Message)
-    assert final.text == manager.policies.fallback_reply
+    assert final.text == manager.policies.messages("test").fallback
     stored = await manager.store.history(final.conversation_id)
     assert [t.role for t in stored] == ["user", "assistant"]
 
@@ -133,7 +133,7 @@ async def test_held_text_then_fallback_apart_when_model_fails_mid_answer() -> No
     events = await _run(manager, "how long?")
     final = events[-1]
     assert isinstance(final, Message)
-    assert final.text == "You have 30 days\n\n" + manager.policies.fallback_reply
+    assert final.text == "You have 30 days\n\n" + manager.policies.messages("test").fallback
     streamed = "".join(e.text for e in events if isinstance(e, Token))
     assert streamed == final.text
 
@@ -170,7 +170,7 @@ async def test_says_it_does_not_know_without_asking_the_model_when_confidence_is
     events = await _run(manager, "What's the capital of Australia?")
     final = events[-1]
     assert isinstance(final, Message)
-    assert final.text == manager.policies.no_answer_reply
+    assert final.text == manager.policies.messages("test").no_answer
     assert final.citations == ()
     assert [e.text for e in events if isinstance(e, Token)] == [final.text]
     stored = await manager.store.history(final.conversation_id)

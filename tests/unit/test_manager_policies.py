@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
+from bot.errors import ModelError
 from bot.llm.base import ScriptedModel
 from bot.manager import ConversationManager
 from bot.sessions import InMemorySessionStore
@@ -104,3 +105,10 @@ async def test_input_over_the_policy_limit_gets_the_limits_reply_when_too_long()
     m = manager(ScriptedModel([]), policy)
     answer = final(await run(m, "This message is certainly longer than twenty characters."))
     assert answer.text == m.policies.policy.limits.too_long_reply
+
+
+async def test_fallback_is_the_channels_own_when_the_file_overrides_it() -> None:
+    policy = POLICY + "channels:\n  web:\n    messages:\n      fallback: 'Web is down, sorry.'\n"
+    m = manager(ScriptedModel([ModelError("boom")]), policy)
+    answer = final(await run(m, "Can I return my boots?"))  # run() sends on channel "web"
+    assert answer.text == "Web is down, sorry."

@@ -87,7 +87,7 @@ def test_exposes_policy_and_fallback_when_built() -> None:
     policy = PolicyFile(version=1)
     engine = PolicyEngine(policy, PatternRedactor())
     assert engine.policy is policy
-    assert engine.fallback_reply == policy.messages.fallback
+    assert engine.messages(None) == policy.messages
     assert engine.output_filter().stream.held_chars == 0
     engine.close()
 
