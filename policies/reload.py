@@ -42,7 +42,6 @@ class PolicyReloader:
         self._digest = self._hash()
         self.reloads = 0
         self.last_error = ""
-        self._retired: set[asyncio.TimerHandle] = set()
 
     def _stat(self) -> tuple[int, int] | None:
         try:
@@ -92,12 +91,8 @@ class PolicyReloader:
         self.reloads += 1
         self.last_error = ""
         log.info("policy file %s reloaded", self._path)
-        handle = asyncio.get_running_loop().call_later(self._grace, self._close, old)
-        self._retired.add(handle)
+        asyncio.get_running_loop().call_later(self._grace, old.close)
         return True
-
-    def _close(self, engine: PolicyEngine) -> None:
-        engine.close()
 
     def _refuse(self, reason: str) -> None:
         self.last_error = reason
