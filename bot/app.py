@@ -20,6 +20,7 @@ from bot.components import Components, build_components
 from bot.errors import SwitchboardError
 from bot.settings import Settings
 from connectors.web import router as web_router
+from connectors.web.router import WebChannel
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,11 @@ def create_app(settings: Settings | None = None, components: Components | None =
             log.error("start-up failed: %s", exc.message)
             raise
         app.state.manager = parts.manager
+        app.state.web = await WebChannel.start(parts)
         try:
             yield
         finally:
+            await app.state.web.close()
             await parts.close()
 
     app = FastAPI(

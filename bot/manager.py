@@ -23,6 +23,7 @@ from bot.prompt import build_prompt
 from bot.sessions import Session, SessionStore
 from bot.settings import Settings
 from bot.types import (
+    Accepted,
     Citation,
     InboundMessage,
     Message,
@@ -56,6 +57,17 @@ class _TurnAudit:
     model_error: str = ""
     first_token_s: float | None = None
     total_s: float = 0.0
+    resumed: bool = False  # another process's unfinished answer, finished here
+
+
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """The stored user message a turn answers, and where the answer goes."""
+
+    channel: str
+    in_reply_to: str | None
+    turn: Turn
+    handoff: str  # the input policy asked for a person ("" when it did not)
 
 
 class ConversationManager:
@@ -123,68 +135,136 @@ class ConversationManager:
                 user_turn = Turn("user", await policies.redact_for_storage(text, context))
                 reply = Turn("assistant", verdict.reply, kind="blocked")
                 await self.store.append(session.id, [user_turn, reply])
+                yield Accepted(
+                    user_turn.message_id, user_turn.text, session.id, message.client_message_id
+                )
                 handoff = self._handoff(
-                    policies, message, session.id, [*history, user_turn, reply], ""
+                    policies, message.channel, session.id, [*history, user_turn, reply], ""
                 )
                 yield Token(reply.text)
                 self._log(record, started)
-                yield self._final(session, reply, message, handoff)
+                yield self._final(session, reply, message.client_message_id, handoff)
                 return
             question, record.pii_in = verdict.text, verdict.entities
             # The question is stored before the model runs: it survives a model failure.
             user_turn = Turn("user", question)
             await self.store.append(session.id, [user_turn])
-            passages = await self._retrieve(question, record, context)
-            if record.abstained:
-                # Nothing in the help center answers this: say so rather than let the model
-                # guess. The model is not asked at all.
-                reply = Turn(
-                    "assistant", policies.messages(message.channel).no_answer, kind="no_answer"
-                )
-                yield Token(reply.text)
-                await self.store.append(session.id, [reply])
-                turns = [*history, user_turn, reply]
-                handoff = self._handoff(policies, message, session.id, turns, verdict.handoff)
-                self._log(record, started)
-                yield self._final(session, reply, message, handoff)
-                return
-            prompt = build_prompt(
-                company=self._settings.company_name,
-                question=question,
-                passages=passages,
-                history=history,
-                budget=self._settings.llm.prompt_token_budget,
-                count_tokens=self.llm.count_tokens,
+            yield Accepted(user_turn.message_id, question, session.id, message.client_message_id)
+            answer = self._answer(
+                policies,
+                session,
+                _Asked(message.channel, message.client_message_id, user_turn, verdict.handoff),
+                history,
+                record,
+                context,
+                started,
             )
-            parts: list[str] = []
-            output = policies.output_filter(context)
-            async for event in self._generate(policies, output, prompt.messages, record, started):
-                if isinstance(event, Token):
-                    parts.append(event.text)
+            async for event in answer:
                 yield event
-            if output.blocked is not None:
-                # The answer broke an output rule mid-stream: what was shown is withdrawn and
-                # the policy's reply is the whole answer.
-                record.blocked = output.blocked.reason
-                answer = Turn(
-                    "assistant",
-                    output.blocked.reply or policies.messages(message.channel).blocked,
-                    kind="blocked",
-                )
-                yield Notice("answer_withdrawn", "The answer was withdrawn by a policy.")
-            else:
-                answer = Turn("assistant", "".join(parts).strip(), citations=_cite(prompt.passages))
-            await self.store.append(session.id, [answer])
-            handoff = self._handoff(
-                policies, message, session.id, [*history, user_turn, answer], verdict.handoff
+
+    async def continue_turn(
+        self,
+        conversation_id: str,
+        question_id: str,
+        said: str,
+        channel: str,
+        in_reply_to: str | None = None,
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """Finish a turn whose process died mid-answer, going on from what was `said`.
+
+        `question_id` is the stored user message the turn answers and `said` the part of the
+        answer already released to the client. Nothing happens when that message is no
+        longer waiting for an answer (another process finished it). Raises `Busy` while the
+        turn's lock is still held.
+        """
+        started = time.perf_counter()
+        session, _ = await self.resume(conversation_id)
+        async with self.store.lock(session.id):
+            keep = self._settings.sessions.history_turns
+            turns = await self.store.history(session.id, keep + 1)
+            if not turns or turns[-1].role != "user" or turns[-1].message_id != question_id:
+                return
+            log.info("conversation %s: finishing an interrupted answer", session.id)
+            context = Context(
+                "input", channel=channel, conversation=session.id, user=session.user or ""
             )
+            record = _TurnAudit(session.id, resumed=True)
+            history = turns[:-1][-keep:] if keep else []
+            asked = _Asked(channel, in_reply_to, turns[-1], "")
+            answer = self._answer(
+                self.policies, session, asked, history, record, context, started, said
+            )
+            async for event in answer:
+                yield event
+
+    async def _answer(
+        self,
+        policies: PolicyEngine,
+        session: Session,
+        asked: _Asked,
+        history: list[Turn],
+        record: _TurnAudit,
+        context: Context,
+        started: float,
+        said: str = "",
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """Retrieve, prompt, stream and store the answer to `asked.turn` (under its lock).
+
+        `said`: the beginning of the answer, already shown; the model goes on from there and
+        only what follows it is streamed.
+        """
+        question, user_turn = asked.turn.text, asked.turn
+        passages = await self._retrieve(question, record, context)
+        if record.abstained:
+            # Nothing in the help center answers this: say so rather than let the model
+            # guess. The model is not asked at all.
+            reply = Turn("assistant", policies.messages(asked.channel).no_answer, kind="no_answer")
+            yield Token(reply.text.removeprefix(said))
+            await self.store.append(session.id, [reply])
+            turns = [*history, user_turn, reply]
+            handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
             self._log(record, started)
-            yield self._final(session, answer, message, handoff)
+            yield self._final(session, reply, asked.in_reply_to, handoff)
+            return
+        prompt = build_prompt(
+            company=self._settings.company_name,
+            question=question,
+            passages=passages,
+            history=history,
+            budget=self._settings.llm.prompt_token_budget,
+            count_tokens=self.llm.count_tokens,
+        )
+        messages = prompt.messages
+        if said:  # the model continues its own unfinished answer
+            messages = [*messages, ChatMessage("assistant", said)]
+        parts: list[str] = [said]
+        output = policies.output_filter(context)
+        async for event in self._generate(policies, output, messages, record, started):
+            if isinstance(event, Token):
+                parts.append(event.text)
+            yield event
+        if output.blocked is not None:
+            # The answer broke an output rule mid-stream: what was shown is withdrawn and
+            # the policy's reply is the whole answer.
+            record.blocked = output.blocked.reason
+            answer = Turn(
+                "assistant",
+                output.blocked.reply or policies.messages(asked.channel).blocked,
+                kind="blocked",
+            )
+            yield Notice("answer_withdrawn", "The answer was withdrawn by a policy.")
+        else:
+            answer = Turn("assistant", "".join(parts).strip(), citations=_cite(prompt.passages))
+        await self.store.append(session.id, [answer])
+        turns = [*history, user_turn, answer]
+        handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
+        self._log(record, started)
+        yield self._final(session, answer, asked.in_reply_to, handoff)
 
     def _handoff(
         self,
         policies: PolicyEngine,
-        message: InboundMessage,
+        channel: str,
         conversation: str,
         turns: list[Turn],
         asked: str,
@@ -196,9 +276,9 @@ class ConversationManager:
                 break
             no_answers += 1
         blocks = sum(1 for t in turns if t.kind == "blocked")
-        reason = asked or policies.handoff_due(message.channel, no_answers, blocks)
+        reason = asked or policies.handoff_due(channel, no_answers, blocks)
         if reason:
-            event = {"conversation": conversation, "channel": message.channel, "reason": reason}
+            event = {"conversation": conversation, "channel": channel, "reason": reason}
             audit.info("handoff %s", json.dumps(event))
         return reason
 
@@ -268,13 +348,13 @@ class ConversationManager:
                 yield release(("\n\n" if said else "") + fallback)
 
     @staticmethod
-    def _final(session: Session, turn: Turn, message: InboundMessage, handoff: str = "") -> Message:
+    def _final(session: Session, turn: Turn, in_reply_to: str | None, handoff: str = "") -> Message:
         return Message(
             id=turn.message_id,
             text=turn.text,
             conversation_id=session.id,
             citations=turn.citations,
-            in_reply_to=message.client_message_id,
+            in_reply_to=in_reply_to,
             handoff=handoff,
         )
 

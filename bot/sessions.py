@@ -4,7 +4,9 @@ Redis layout (every key starts with the configured prefix, e.g. `sb:`):
 
 - `conv:{id}`         hash: channel, user, status (bot|human|closed), created, updated
 - `conv:{id}:turns`   list of JSON turns, capped at `max_turns`, oldest dropped
-- `lock:conv:{id}`    the per-conversation lock that serializes turns across replicas
+- `lock:conv:{id}`    the per-conversation lock that serializes turns across replicas: a
+                      lease of `lock_timeout_s`, renewed while the turn runs, so that a
+                      dead process's turn can be finished by another one soon after
 
 Both conversation keys carry the session TTL, renewed on every turn. Turns are appended
 in one MULTI/EXEC transaction, so a turn is stored whole or not at all. Only redacted
@@ -64,6 +66,10 @@ class SessionStore(Protocol):
     async def history(self, conversation_id: str, limit: int | None = None) -> list[Turn]: ...
 
     def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]: ...
+
+    async def locked(self, conversation_id: str) -> bool:
+        """Whether a turn of this conversation holds its lock now (in any process)."""
+        ...
 
 
 class InMemorySessionStore:
@@ -129,6 +135,10 @@ class InMemorySessionStore:
         finally:
             lock.release()
 
+    async def locked(self, conversation_id: str) -> bool:
+        lock = self._locks.get(conversation_id)
+        return lock is not None and lock.locked()
+
 
 class RedisSessionStore:
     """Conversations in Redis: shared by every API replica, surviving restarts."""
@@ -139,6 +149,11 @@ class RedisSessionStore:
         self._prefix = prefix
         self._redis: Any = None
         self.description = f"redis ({_safe_url(url)}, key prefix {prefix!r})"
+
+    @property
+    def client(self) -> Any:
+        """The Redis client (after `start`), for state kept beside the conversations."""
+        return self._redis
 
     async def start(self) -> None:
         import redis.asyncio as aioredis
@@ -233,7 +248,7 @@ class RedisSessionStore:
 
     @asynccontextmanager
     async def lock(self, conversation_id: str) -> AsyncIterator[None]:
-        from redis.exceptions import LockError
+        from redis.exceptions import ConnectionError, LockError, TimeoutError
 
         lock = self._redis.lock(
             f"{self._prefix}lock:conv:{conversation_id}",
@@ -243,13 +258,35 @@ class RedisSessionStore:
         acquired = await self._call(lock.acquire)
         if not acquired:
             raise Busy("another message of this conversation is still being answered")
+        renew = asyncio.create_task(self._renew(lock, conversation_id))
         try:
             yield
         finally:
+            renew.cancel()
             try:
                 await lock.release()
             except LockError:  # expired while we held it; the next turn may already run
                 log.warning("lock for conversation %s expired before release", conversation_id)
+            except (ConnectionError, TimeoutError, OSError):  # it expires by itself
+                log.warning("could not release the lock of conversation %s", conversation_id)
+
+    async def _renew(self, lock: Any, conversation_id: str) -> None:
+        """Keep the lease while the turn runs: a third of its length between renewals."""
+        from redis.exceptions import ConnectionError, LockError, TimeoutError
+
+        while True:
+            await asyncio.sleep(self._settings.lock_timeout_s / 3)
+            try:
+                await lock.reacquire()
+            except LockError:
+                log.warning("the lock of conversation %s was lost", conversation_id)
+                return
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                log.warning("could not renew the lock of %s: %s", conversation_id, exc)
+
+    async def locked(self, conversation_id: str) -> bool:
+        key = f"{self._prefix}lock:conv:{conversation_id}"
+        return bool(await self._call(lambda: self._redis.exists(key)))
 
 
 def _safe_url(url: str) -> str:

@@ -144,8 +144,78 @@ class SessionSettings(BaseModel):
     ttl_s: int = Field(7 * 24 * 3600, ge=60, description="Conversations expire after this.")
     max_turns: int = Field(100, ge=2, description="Stored turns per conversation (oldest dropped).")
     history_turns: int = Field(10, ge=0, description="Turns of history given to the model.")
-    lock_timeout_s: float = Field(180.0, gt=0, description="A turn's lock expires after this.")
+    lock_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A turn's lock is a lease, renewed while the turn runs: if its process "
+        "dies, another process may finish the turn this long afterwards.",
+    )
     lock_wait_s: float = Field(30.0, gt=0, description="How long a turn waits for its lock.")
+
+
+class SiteSettings(BaseModel):
+    """One website that embeds the widget, known by its site key."""
+
+    origins: list[str] = Field(
+        default_factory=list,
+        description="Pages allowed to open the widget, as origins ('https://shop.example.com'). "
+        "The server's own origin is always allowed (the demo page).",
+    )
+
+    @field_validator("origins")
+    @classmethod
+    def _origins(cls, values: list[str]) -> list[str]:
+        out = []
+        for value in values:
+            origin = value.strip().rstrip("/").lower()
+            if not origin.startswith(("http://", "https://")) or origin.count("/") != 2:
+                raise ValueError(
+                    f"{value!r} is not an origin: write scheme and host (and port), "
+                    "e.g. 'https://shop.example.com'"
+                )
+            out.append(origin)
+        return out
+
+
+class WebSettings(BaseModel):
+    """The embeddable widget and its websocket."""
+
+    sites: dict[str, SiteSettings] = Field(
+        default_factory=lambda: {"demo": SiteSettings()},
+        description='Site keys and their allowed origins, as JSON: {"KEY": {"origins": '
+        '["https://shop.example.com"]}}.',
+    )
+    secret: SecretStr | None = Field(
+        None,
+        description="Signs widget and resume tokens; unset: a random one shared through Redis.",
+    )
+    token_ttl_s: int = Field(
+        120, ge=10, description="Lifetime of the token a page gets to open the websocket."
+    )
+    require_token: bool = Field(
+        False,
+        description="Refuse websockets without a widget token even from non-browser clients "
+        "(browsers, which send an Origin, always need one).",
+    )
+    messages_per_minute: float = Field(
+        30, gt=0, description="Messages one connection may send per minute (after the burst)."
+    )
+    burst: int = Field(5, ge=1, description="Messages one connection may send at once.")
+    image_domains: list[str] = Field(
+        default_factory=list,
+        description="Hosts whose images answers may show; other images render as their text.",
+    )
+    article_base_url: str | None = Field(
+        "/help/",
+        description="Where citations of documents (not URLs) link: this base plus their path. "
+        "The default serves the documents from this server's /help/.",
+    )
+    stall_s: float = Field(
+        2.0,
+        gt=0,
+        description="A streaming answer silent this long is checked: if its process died, "
+        "this one finishes it.",
+    )
 
 
 class Settings(BaseSettings):
@@ -185,6 +255,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("redis_url")
     @classmethod

@@ -97,6 +97,16 @@ class Turn:
 
 
 @dataclass(frozen=True, slots=True)
+class Accepted:
+    """The user's message is stored (redacted): from here on it is never lost."""
+
+    message_id: str
+    text: str  # as stored: redacted
+    conversation_id: str
+    in_reply_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Token:
     """A piece of the answer, already through the output filter (safe to show)."""
 
@@ -140,4 +150,4 @@ class Error:
     message: str
 
 
-ReplyEvent = Token | Message | Notice | Handoff | Error
+ReplyEvent = Accepted | Token | Message | Notice | Handoff | Error

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -218,3 +220,22 @@ class CountingEmbedder:
             raise RuntimeError("embedding crashed")
         self.texts.extend(texts)
         return self._inner.embed(texts)
+
+
+def ws_turn(
+    ws: Any, text: str, client_id: str = "c1", timeout: float = 60
+) -> tuple[list[str], dict[str, Any], list[dict[str, Any]]]:
+    """Send a message on a chat websocket; its tokens, the frame that ended it, all frames.
+
+    The turn ends with its final `message`, or an `error`.
+    """
+    ws.send(json.dumps({"type": "message", "text": text, "id": client_id}))
+    tokens: list[str] = []
+    frames: list[dict[str, Any]] = []
+    while True:
+        frame = json.loads(ws.recv(timeout=timeout))
+        frames.append(frame)
+        if frame["type"] == "token":
+            tokens.append(frame["text"])
+        elif frame["type"] in ("message", "error"):
+            return tokens, frame, frames

@@ -22,9 +22,18 @@ def as_chat(messages: Sequence[ChatMessage]) -> list[dict[str, str]]:
 
 
 def chat_template_ids(tokenizer: Any, messages: Sequence[ChatMessage]) -> list[int]:
-    """The prompt's token ids under the tokenizer's chat template, ready for the answer."""
+    """The prompt's token ids under the tokenizer's chat template, ready for the answer.
+
+    When the last message is the assistant's, the model goes on from it (an answer cut
+    short by a dead process is finished where it stopped).
+    """
+    cont = bool(messages) and messages[-1].role == "assistant"
     ids = tokenizer.apply_chat_template(
-        as_chat(messages), add_generation_prompt=True, tokenize=True, return_dict=False
+        as_chat(messages),
+        add_generation_prompt=not cont,
+        continue_final_message=cont,
+        tokenize=True,
+        return_dict=False,
     )
     return list(ids)
 

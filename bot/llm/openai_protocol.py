@@ -31,6 +31,10 @@ def chat_request(
     }
     if params.ignore_eos:
         body["ignore_eos"] = True  # vLLM's extension; only benchmarks ask for it
+    if messages and messages[-1].role == "assistant":
+        # Go on from the unfinished answer (vLLM's and SGLang's chat-template options).
+        body["add_generation_prompt"] = False
+        body["continue_final_message"] = True
     return body
 
 

@@ -42,7 +42,7 @@ def _ask(server: LiveServer, text: str) -> tuple[list[str], dict[str, Any], floa
         ws.send(json.dumps({"type": "message", "text": text, "id": "m1"}))
         tokens: list[str] = []
         first = 0.0
-        while (frame := json.loads(ws.recv(timeout=180)))["type"] in ("token", "notice"):
+        while (frame := json.loads(ws.recv(timeout=180)))["type"] not in ("message", "error"):
             if frame["type"] == "token":
                 first = first or time.perf_counter() - started
                 tokens.append(frame["text"])

@@ -25,7 +25,7 @@ from knowledge.embeddings import MiniLMEmbedder
 from knowledge.ingest import ingest
 from policies.engine import PolicyEngine
 from tests.conftest import DEMO_KB
-from tests.support import DEMO_ABSTENTION, LiveServer, live_server
+from tests.support import DEMO_ABSTENTION, LiveServer, live_server, ws_turn
 
 pytestmark = pytest.mark.integration
 
@@ -106,12 +106,11 @@ def server(
 
 
 def _answer(ws: ClientConnection, text: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    ws.send(json.dumps({"type": "message", "text": text, "id": "c1"}))
-    frames = []
-    while (frame := json.loads(ws.recv(timeout=120)))["type"] != "message":
-        assert frame["type"] in ("token", "notice"), frame
-        frames.append(frame)
-    return frames, frame
+    _, final, frames = ws_turn(ws, text, timeout=120)
+    assert final["type"] == "message", final
+    kinds = {f["type"] for f in frames[:-1]}
+    assert kinds <= {"conversation", "accepted", "token", "notice"}, frames
+    return [f for f in frames[:-1] if f["type"] in ("token", "notice")], final
 
 
 def test_pii_split_across_tokens_never_reaches_the_client_or_redis(

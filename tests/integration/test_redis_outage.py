@@ -24,7 +24,7 @@ from websockets.sync.client import connect
 
 from bot.app import create_app
 from bot.settings import LLMSettings, Settings
-from tests.support import DEMO_ABSTENTION, LiveServer, live_server
+from tests.support import DEMO_ABSTENTION, LiveServer, live_server, ws_turn
 
 pytestmark = pytest.mark.integration
 
@@ -106,9 +106,7 @@ def server(
 
 def _ws_turn(live: LiveServer, text: str) -> dict[str, Any]:
     with connect(live.ws) as ws:
-        ws.send(json.dumps({"type": "message", "text": text, "id": "m1"}))
-        while (frame := json.loads(ws.recv(timeout=60)))["type"] == "token":
-            pass
+        _, frame, _ = ws_turn(ws, text, "m1")
         ws.send(json.dumps({"type": "ping"}))
         assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}, "connection must stay up"
     assert isinstance(frame, dict)

@@ -19,7 +19,7 @@ from websockets.sync.client import ClientConnection, connect
 from bot.app import create_app
 from bot.settings import LLMSettings, Settings
 from policies.schema import default_policy_path, load_policy
-from tests.support import DEMO_ABSTENTION, LiveServer, live_server
+from tests.support import DEMO_ABSTENTION, LiveServer, live_server, ws_turn
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +58,8 @@ def _dump_key(r: redis.Redis, key: str) -> Any:
 def _answer(
     ws: ClientConnection, text: str, client_id: str = "c1"
 ) -> tuple[list[str], dict[str, Any]]:
-    ws.send(json.dumps({"type": "message", "text": text, "id": client_id}))
-    tokens: list[str] = []
-    while (frame := _recv(ws))["type"] == "token":
-        tokens.append(frame["text"])
-    return tokens, frame
+    tokens, final, _ = ws_turn(ws, text, client_id)
+    return tokens, final
 
 
 def test_health_ready_and_docs_when_started(server: LiveServer) -> None:
@@ -78,7 +75,14 @@ def test_health_ready_and_docs_when_started(server: LiveServer) -> None:
 def test_demo_page_is_served_when_root_is_requested(server: LiveServer) -> None:
     page = httpx.get(server.http + "/")
     assert page.status_code == 200
-    assert "/ws/chat" in page.text
+    assert '<script src="/widget.js" data-site-key="demo"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    widget = httpx.get(server.http + "/widget.js")
+    assert widget.status_code == 200 and "/ws/chat" in widget.text
+    assert widget.headers["content-type"].startswith("text/javascript")
+    assert "max-age" in widget.headers["cache-control"] and widget.headers["etag"]
+    again = httpx.get(server.http + "/widget.js", headers={"If-None-Match": widget.headers["etag"]})
+    assert again.status_code == 304, "a cached widget is revalidated, not downloaded again"
 
 
 def test_answer_streams_and_ends_with_final_message_when_asked(
@@ -90,7 +94,11 @@ def test_answer_streams_and_ends_with_final_message_when_asked(
     assert tokens, "the answer must stream as token frames"
     assert final["text"] == "".join(tokens).strip()
     assert final["in_reply_to"] == "q1"
-    assert {"title": "Returns policy", "source": "returns-policy.md"} in final["citations"]
+    assert {
+        "title": "Returns policy",
+        "source": "returns-policy.md",
+        "url": "/help/returns-policy.md",
+    } in final["citations"]
     stored = clean_redis.lrange(f"sbtest:conv:{final['conversation_id']}:turns", 0, -1)
     assert [json.loads(t)["role"] for t in stored] == ["user", "assistant"]
 
@@ -118,15 +126,20 @@ def test_pii_is_redacted_in_redis_and_answer_when_message_carries_email_and_card
 
 def test_conversation_continues_with_history_when_hello_names_it(server: LiveServer) -> None:
     with connect(server.ws) as ws:
-        _, first = _answer(ws, "Do you ship to Canada?")
+        _, first, frames = ws_turn(ws, "Do you ship to Canada?")
     cid = first["conversation_id"]
+    started = next(f for f in frames if f["type"] == "conversation")
+    assert started["conversation_id"] == cid
     with connect(server.ws) as ws:
         ws.send(json.dumps({"type": "hello", "conversation_id": cid}))
+        assert _recv(ws)["code"] == "bad_resume_token", "an id alone does not open it"
+        token = started["resume_token"]
+        ws.send(json.dumps({"type": "hello", "conversation_id": cid, "resume_token": token}))
         hello = _recv(ws)
         assert hello["type"] == "hello" and hello["conversation_id"] == cid
         assert [t["role"] for t in hello["history"]] == ["user", "assistant"]
         assert hello["history"][0]["text"] == "Do you ship to Canada?"
-        _, second = _answer(ws, "How much does it cost?")
+        _, second = _answer(ws, "How much does it cost?", "c2")
     assert second["conversation_id"] == cid
 
 
@@ -139,7 +152,7 @@ def test_conversation_continues_with_history_when_hello_names_it(server: LiveSer
         (json.dumps({"type": "message"}), "bad_frame"),
         (json.dumps({"type": "message", "text": "   "}), "empty_message"),
         (json.dumps({"type": "message", "text": "x" * 501}), "message_too_long"),
-        (json.dumps({"type": "hello", "conversation_id": "nope"}), "unknown_conversation"),
+        (json.dumps({"type": "hello", "conversation_id": "nope"}), "bad_resume_token"),
         (
             json.dumps({"type": "message", "text": "hi", "conversation_id": "nope"}),
             "unknown_conversation",
