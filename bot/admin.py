@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from pydantic import BaseModel
@@ -210,3 +210,12 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(staging).unlink(missing_ok=True)
         raise
+
+
+@router.get("/feedback")
+async def list_feedback(
+    request: Request, components: AdminDep, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """Thumbs up/down on answers, newest first: conversation id, message id, rating, time."""
+    rows: list[dict[str, Any]] = await request.app.state.web.feedback.all(limit)
+    return rows

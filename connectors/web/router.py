@@ -223,7 +223,8 @@ async def widget_token(request: Request) -> JSONResponse:
         token, ttl = web.signer.widget_token(site, origin, request.headers.get("host"))
     except Denied as exc:
         log.info("widget token refused: %s", exc)
-        return _fail(403, "origin_not_allowed", str(exc))
+        # With CORS headers, so that the widget can show the page's owner why.
+        return _fail(403, "origin_not_allowed", str(exc), origin)
     config = {"image_domains": web.settings.web.image_domains}
     return JSONResponse(
         {"token": token, "expires_in": ttl, "config": config},

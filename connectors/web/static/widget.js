@@ -128,9 +128,8 @@
   // Inline markdown: `code`, **bold**, *italic*, [text](url), ![alt](url), bare URLs.
   var INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(!\[[^\]\n]*\]\([^)\s]+\))|(\[[^\]\n]+\]\([^)\s]+\))|(https?:\/\/[^\s<>()"']+[^\s<>()"'.,;:!?])|(\*[^*\s][^*\n]*\*)/g;
   function inline(text, parent) {
-    var at = 0, m;
-    INLINE.lastIndex = 0;
-    while ((m = INLINE.exec(text)) !== null) {
+    var at = 0, m, re = new RegExp(INLINE.source, "g"); // own state: this recurses
+    while ((m = re.exec(text)) !== null) {
       if (m.index > at) parent.appendChild(document.createTextNode(text.slice(at, m.index)));
       var tok = m[0];
       if (m[1]) parent.appendChild(h("code", { text: tok.slice(1, -1) }));

@@ -1,0 +1,377 @@
+"""The widget in a real browser against real server processes.
+
+- Debian's Chromium (/usr/bin/chromium), driven by Playwright; no browser is downloaded.
+- Two `switchboard serve` processes sharing the test Redis, behind a TCP front door (like a
+  Kubernetes Service) that sends each new connection to the first process that accepts it,
+  so killing one moves the widget to the other.
+- The model is an OpenAI-compatible HTTP server whose answers are scripted per question,
+  streamed word by word, and that continues an unfinished answer from where it stopped (as
+  vLLM does with `continue_final_message`). The real model path is tested elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncGenerator, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from bot.llm.base import ChatMessage, GenerationParams
+from tests.openai_server import OpenAIServer, serve_openai
+from tests.support import DEMO_ABSTENTION
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("SWITCHBOARD_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
+ADMIN_KEY = "e2e-admin-key"
+IMAGE_HOST = "images.northwind.test"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ScriptedAnswers:
+    """A model whose answer to a question is the script entry whose key the question holds.
+
+    Streams the answer a word at a time, `delay_s` apart; when the last message is the
+    assistant's (an answer cut short), streams only what follows it.
+    """
+
+    name = "scripted-answers"
+
+    def __init__(self, script: dict[str, str], delay_s: float = 0.05) -> None:
+        self.script = script
+        self.delay_s = delay_s
+        self.prompts: list[list[ChatMessage]] = []
+
+    def warm_up(self) -> None:
+        return None
+
+    def ready(self) -> bool:
+        return True
+
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return sum(len(m.content) // 4 + 4 for m in messages)
+
+    def answer_for(self, question: str) -> str:
+        for key, answer in self.script.items():
+            if key.lower() in question.lower():
+                return answer
+        return "I'm not sure about that one."
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncGenerator[str, None]:
+        self.prompts.append(list(messages))
+        said = messages[-1].content if messages[-1].role == "assistant" else ""
+        question = next(m.content for m in reversed(messages) if m.role == "user")
+        answer = self.answer_for(question)
+        rest = answer[len(said) :] if answer.startswith(said) else answer
+        words = rest.split(" ")
+        for i, word in enumerate(words):
+            await asyncio.sleep(self.delay_s)
+            yield word if i == len(words) - 1 else word + " "
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class ServerProcess:
+    """One `switchboard serve` process on its own port."""
+
+    env: dict[str, str]
+    port: int
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bot", "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"server not ready: {self.log_path.read_text()[-3000:]}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to finish anything."""
+        if self.alive():
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class FrontDoor:
+    """A TCP proxy on a free port: each connection goes to the first backend that accepts."""
+
+    def __init__(self, backends: list[int]) -> None:
+        self.backends = backends
+        self.port = free_port()
+        self.connections: list[int] = []  # the backend port each connection went to
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> FrontDoor:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        )
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+        self._loop.run_until_complete(server.wait_closed())
+        for task in asyncio.all_tasks(self._loop):
+            task.cancel()
+        self._loop.run_until_complete(asyncio.sleep(0))
+        self._loop.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for port in self.backends:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            self.connections.append(port)
+            await asyncio.gather(
+                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+            )
+            return
+        writer.close()
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        finally:
+            dst.close()
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@dataclass
+class Deployment:
+    """Two server processes behind a front door, a scripted model, one Redis key prefix."""
+
+    model: ScriptedAnswers
+    llm: OpenAIServer
+    servers: list[ServerProcess]
+    front: FrontDoor
+    prefix: str
+    host_page_port: int
+    redis_url: str
+
+    @property
+    def url(self) -> str:
+        return self.front.url
+
+    def reset(self) -> None:
+        """Both processes up again (a test may have killed one), the model's log cleared."""
+        for server in self.servers:
+            if not server.alive():
+                server.start()
+        for server in self.servers:
+            server.wait_ready()
+        self.model.prompts.clear()
+
+
+SCRIPT = {
+    "return an item": (
+        "You have **30 days** from delivery to return an item. Start the return from your "
+        "order page, print the label and drop the parcel at any carrier point. Items must be "
+        "unused and in their original packaging; see the returns policy for details."
+    ),
+    "refund take": (
+        "Refunds go back to your original payment method within 5 to 10 business days after "
+        "we receive the return. We email you as soon as the refund is issued, and your bank "
+        "may take a few more days to show it. If it has been longer than that, please reply "
+        "here with your order number and we will check on it for you right away. Store "
+        "credit refunds are instant once the return is scanned at our warehouse."
+    ),
+    "gift cards": (
+        'Gift cards: <img src=x onerror="window.__xss=1;alert(1)"> '
+        "[click here](javascript:window.__xss=2;alert(2)) and "
+        f"![logo](https://evil.example/pixel.png) ![ok](https://{IMAGE_HOST}/card.png) "
+        "<script>window.__xss=3</script> end."
+    ),
+}
+
+
+def _policy_file(target: Path) -> Path:
+    """The bundled policy, with links to the test's image and attack hosts allowed.
+
+    The links stage would strip the foreign image itself; allowing it here lets the test
+    check that the widget alone keeps it inert.
+    """
+    from policies.schema import default_policy_path
+
+    data = yaml.safe_load(default_policy_path().read_text())
+    data["links"]["allowed_domains"] = ["evil.example", IMAGE_HOST]
+    target.write_text(yaml.safe_dump(data, sort_keys=False))
+    return target
+
+
+@pytest.fixture(scope="session")
+def deployment(
+    tmp_path_factory: pytest.TempPathFactory, demo_index: Path, redis_url: str
+) -> Iterator[Deployment]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+    model = ScriptedAnswers(SCRIPT)
+    tmp = tmp_path_factory.mktemp("e2e")
+    prefix = f"e2e-{uuid.uuid4().hex[:8]}:"
+    host_page_port = free_port()
+    with serve_openai(model, name="scripted") as llm:  # type: ignore[arg-type]
+        ports = [free_port(), free_port()]
+        env = {
+            **os.environ,
+            "SWITCHBOARD_REDIS_URL": redis_url,
+            "SWITCHBOARD_KEY_PREFIX": prefix,
+            "SWITCHBOARD_DATA_DIR": str(tmp / "data"),
+            "SWITCHBOARD_POLICY_FILE": str(_policy_file(tmp / "policy.yaml")),
+            "SWITCHBOARD_LLM__ENGINE": "openai",
+            "SWITCHBOARD_LLM__BASE_URL": llm.base_url,
+            "SWITCHBOARD_LLM__MODEL": "scripted",
+            "SWITCHBOARD_LLM__MAX_NEW_TOKENS": "256",
+            "SWITCHBOARD_KNOWLEDGE__INDEX_DIR": str(demo_index),
+            "SWITCHBOARD_KNOWLEDGE__DOCUMENTS_DIR": str(ROOT / "demo" / "kb"),
+            "SWITCHBOARD_KNOWLEDGE__ABSTENTION_MODEL": str(DEMO_ABSTENTION),
+            "SWITCHBOARD_SESSIONS__LOCK_TIMEOUT_S": "3",
+            "SWITCHBOARD_WEB__STALL_S": "1",
+            "SWITCHBOARD_WEB__SITES": json.dumps(
+                {"demo": {}, "partner": {"origins": [f"http://127.0.0.1:{host_page_port}"]}}
+            ),
+            "SWITCHBOARD_WEB__IMAGE_DOMAINS": json.dumps([IMAGE_HOST]),
+            "SWITCHBOARD_ADMIN_API_KEY": ADMIN_KEY,
+            "SWITCHBOARD_LOG_LEVEL": "info",
+            "HF_HUB_OFFLINE": "1",
+            "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
+        }
+        servers = [ServerProcess(env, port, tmp / f"server-{port}.log") for port in ports]
+        for server in servers:
+            server.start()
+        front = FrontDoor(ports).start()
+        try:
+            for server in servers:
+                server.wait_ready()
+            yield Deployment(model, llm, servers, front, prefix, host_page_port, redis_url)
+        finally:
+            front.stop()
+            for server in servers:
+                server.stop()
+            for server in servers:  # what the processes said, for a failing run's report
+                sys.stderr.write(f"--- {server.log_path.name} (tail)\n")
+                sys.stderr.write(server.log_path.read_text()[-4000:])
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, deployment: Deployment) -> Iterator[Any]:
+    deployment.reset()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors  # type: ignore[attr-defined]
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+def have_chromium() -> bool:
+    return shutil.which("chromium") is not None
