@@ -214,7 +214,8 @@
     ".msg[data-streaming] .md::after{content:'\\258D';opacity:.5;}",
     ".meta{display:flex;gap:6px;align-items:center;font-size:11px;color:#5b6b62;margin-top:4px;}",
     ".user .meta{color:#e5efe9;justify-content:flex-end;}",
-    ".meta button{border:1px solid #cfd8d3;background:#fff;border-radius:6px;cursor:pointer;font-size:13px;padding:0 6px;}",
+    ".meta button{border:1px solid #cfd8d3;background:#fff;color:#5b6b62;border-radius:6px;cursor:pointer;padding:2px 5px;line-height:0;}",
+    ".meta button svg{width:13px;height:13px;fill:currentColor;}",
     ".meta button[aria-pressed=true]{background:var(--sb-color);color:#fff;border-color:var(--sb-color);}",
     ".sources{font-size:12px;margin-top:6px;color:#5b6b62;}.sources ul{margin:2px 0 0;padding-left:16px;}",
     ".system{align-self:center;font-size:12px;color:#5b6b62;text-align:center;padding:2px 8px;}",
@@ -318,9 +319,21 @@
     return h("div", { className: "sources" }, [h("span", { text: T.sources + ":" }), ul]);
   }
 
+  // Material "thumb_up" (Apache-2.0); drawn, because headless and minimal systems lack emoji.
+  var THUMB = "M1 21h4V9H1v12zm22-11c0-1.1-.9-2-2-2h-6.31l.95-4.57.03-.32c0-.41-.17-.79-.44-1.06L14.17 1 7.59 7.59C7.22 7.95 7 8.45 7 9v10c0 1.1.9 2 2 2h9c.83 0 1.54-.5 1.84-1.22l3.02-7.05c.09-.23.14-.47.14-.73v-2z";
+  function thumbIcon(down) {
+    var svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    if (down) svg.setAttribute("transform", "rotate(180)");
+    var p = document.createElementNS("http://www.w3.org/2000/svg", "path");
+    p.setAttribute("d", THUMB);
+    svg.appendChild(p);
+    return svg;
+  }
   function thumbs(id, rating) {
-    function button(value, label, glyph) {
-      var b = h("button", { type: "button", "aria-label": label, title: label, "aria-pressed": String(rating === value), "data-rating": value, text: glyph });
+    function button(value, label) {
+      var b = h("button", { type: "button", "aria-label": label, title: label, "aria-pressed": String(rating === value), "data-rating": value }, [thumbIcon(value === "down")]);
       b.addEventListener("click", function () {
         var now = b.getAttribute("aria-pressed") === "true" ? null : value;
         send({ type: "feedback", message_id: id, rating: now });
@@ -328,7 +341,7 @@
       });
       return b;
     }
-    return [button("up", T.helpful, "\uD83D\uDC4D"), button("down", T.unhelpful, "\uD83D\uDC4E")];
+    return [button("up", T.helpful), button("down", T.unhelpful)];
   }
   function setRating(id, rating) {
     var el = shown[id];
