@@ -191,7 +191,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=2000, help="for the PII evaluation")
     parser.add_argument("--pipeline", type=int, default=400, help="for the leak scan")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/15")
+    # Not DB 15: the integration tests flush that one, and a test run beside the bench
+    # emptied the store mid-scan (the scan then found next to nothing "leaked").
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     parser.add_argument(
         "--pipeline-only", action="store_true", help="only part 3 (the whole engine)"
     )

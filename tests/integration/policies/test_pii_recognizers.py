@@ -106,7 +106,14 @@ DEFAULT_ROWS = [
     # (text, redacted) on the bundled default policy's own recognizers
     ("My card 2714821993518192 expires soon", "My card <CREDIT_CARD> expires soon"),  # 2-series
     ("What is the limit for card 676343997554?", "What is the limit for card <CREDIT_CARD>?"),
-    ("Reference 2714821993518192 in the file", "Reference 2714821993518192 in the file"),
+    # a card scheme's first digits (Mastercard 2221-2720, Visa 19 digits, JCB 2131): no
+    # context word needed; any other 16 digits still need one, and the checksum always
+    ("Reference 2714821993518192 in the file", "Reference <CREDIT_CARD> in the file"),
+    ("Number is 2631658689236766", "Number is <CREDIT_CARD>"),
+    ("Number is 4399767330261021972", "Number is <CREDIT_CARD>"),
+    ("Number is 213170711862577", "Number is <CREDIT_CARD>"),
+    ("Reference 9714821993518197 in the file", "Reference 9714821993518197 in the file"),
+    ("Number is 2631658689236767", "Number is 2631658689236767"),  # luhn fails
     ("My card 2714821993518193 expires soon", "My card 2714821993518193 expires soon"),  # luhn
     ("Call me on +41 36 507 52 91 please", "Call me on <PHONE_NUMBER> please"),
     ("Reach me at (07700) 154728 today", "Reach me at <PHONE_NUMBER> today"),
@@ -115,10 +122,26 @@ DEFAULT_ROWS = [
     ("We shipped 9822 3749 parcels.", "We shipped 9822 3749 parcels."),  # no context word
     ("The call was logged on 2024-01-08.", "The call was logged on 2024-01-08."),  # a date
     ("Call from 203.0.113.42 failed", "Call from <IP_ADDRESS> failed"),  # an IP, not a phone
+    # context words after a number of several groups count from its end
+    ("51 196 19 99 office", "<PHONE_NUMBER> office"),
+    ("51 196 19 99 parcels", "51 196 19 99 parcels"),
+    # "\\n" typed as two characters still separates words: "phone" is seen
+    (r"Name: Eduard Kvarda\nPhone: 961 52 200", r"Name: <PERSON>\nPhone: <PHONE_NUMBER>"),
+    ("Phone: 0327 9982793", "Phone: <PHONE_NUMBER>"),  # a group of 7
+    ("Call me at 06-56626026", "Call me at <PHONE_NUMBER>"),
+    ("Call me at 03.91.12.17.13", "Call me at <PHONE_NUMBER>"),  # 5 groups, not an IP
+    ("I called from 9822 3749", "I called from <PHONE_NUMBER>"),  # "called" -> "call"
+    # presidio's own phone recognizer: a valid number without a context word, but not
+    # inside a time, not under 7 digits
+    ("Write to 415 921 4486", "Write to <PHONE_NUMBER>"),
+    ("Call at 17:50:02.814981 today", "Call at 17:50:02.814981 today"),
+    ("Call 899 Mírová 1690 now", "Call 899 Mírová 1690 now"),
     ("My name is Klaudia", "My name is <PERSON>"),
     ("I'd like to join accounts with Ms. Tomasz", "I'd like to join accounts with Ms. <PERSON>"),
     ("Name:    Ava Abbott", "Name:    <PERSON>"),
     ("My name is not important", "My name is not important"),  # lowercase: no name
+    ("Directed By:    Adam Simonsen", "Directed By:    <PERSON>"),  # cue then ":"
+    ("Directed by the board", "Directed by the board"),
     ("Ship it to 832 Dorp St today.", "Ship it to 832 Dorp St today."),
 ]
 
