@@ -73,11 +73,17 @@ def open_turn(events: list[Event]) -> tuple[Event, list[Event]] | None:
 
     `events` must reach back to that message (e.g. the whole retained log).
     """
+    ended: set[Any] = set()  # in_reply_to of the turns that ended
     for i in range(len(events) - 1, -1, -1):
-        kind = events[i].frame.get("type")
-        if kind in TERMINAL:
+        frame = events[i].frame
+        kind = frame.get("type")
+        if kind == "message":
             return None
-        if kind == "accepted":
+        if kind == "error":  # ends its own turn only (a "busy" for another message does not)
+            ended.add(frame.get("in_reply_to"))
+        elif kind == "accepted":
+            if frame.get("in_reply_to") in ended:
+                return None
             return events[i], events[i + 1 :]
     return None
 
@@ -85,8 +91,18 @@ def open_turn(events: list[Event]) -> tuple[Event, list[Event]] | None:
 class RedisEventLog:
     """The event log in Redis, shared by every API process."""
 
-    def __init__(self, redis: Any, prefix: str, ttl_s: int, max_events: int = 5000) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        prefix: str,
+        ttl_s: int,
+        max_events: int = 5000,
+        reader: Any | None = None,
+    ) -> None:
         self._redis = redis
+        # Blocking reads hold a connection each: a client of their own, so that many open
+        # widgets never starve the turns of connections.
+        self._reader = reader or redis
         self._prefix = prefix
         self._ttl_s = ttl_s
         self._max = max_events
@@ -97,11 +113,11 @@ class RedisEventLog:
         return base + ":events", base + ":seq"
 
     async def _call(self, coro: Any) -> Any:
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import RedisError
 
         try:
             return await coro
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except (RedisError, OSError) as exc:  # READONLY after a failover, OOM, connections
             raise StoreUnavailable(f"conversation store unavailable: {exc}") from exc
 
     async def append(self, conversation_id: str, frame: dict[str, Any]) -> int:
@@ -126,7 +142,7 @@ class RedisEventLog:
     async def wait(self, conversation_id: str, after: int, timeout_s: float) -> list[Event]:
         key, _ = self._keys(conversation_id)
         block = max(1, int(timeout_s * 1000))
-        reply = await self._call(self._redis.xread({key: f"0-{after}"}, block=block))
+        reply = await self._call(self._reader.xread({key: f"0-{after}"}, block=block))
         return self._decode(reply[0][1]) if reply else []
 
     async def last_seq(self, conversation_id: str) -> int:

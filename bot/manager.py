@@ -128,11 +128,21 @@ class ConversationManager:
             ip=message.ip or "",
         )
         async with self.store.lock(session.id):
+            if message.client_message_id and (
+                done := await self._answered(session.id, message.client_message_id)
+            ):
+                # A resend (a retry, a reconnect): the stored answer, not a second one.
+                yield self._final(session, done, message.client_message_id)
+                return
             history = await self.store.history(session.id, self._settings.sessions.history_turns)
             verdict = await policies.check_input(text, context)
             if isinstance(verdict, Block):
                 record.blocked = verdict.reason
-                user_turn = Turn("user", await policies.redact_for_storage(text, context))
+                user_turn = Turn(
+                    "user",
+                    await policies.redact_for_storage(text, context),
+                    client_id=message.client_message_id or "",
+                )
                 reply = Turn("assistant", verdict.reply, kind="blocked")
                 await self.store.append(session.id, [user_turn, reply])
                 yield Accepted(
@@ -147,7 +157,7 @@ class ConversationManager:
                 return
             question, record.pii_in = verdict.text, verdict.entities
             # The question is stored before the model runs: it survives a model failure.
-            user_turn = Turn("user", question)
+            user_turn = Turn("user", question, client_id=message.client_message_id or "")
             await self.store.append(session.id, [user_turn])
             yield Accepted(user_turn.message_id, question, session.id, message.client_message_id)
             answer = self._answer(
@@ -181,7 +191,15 @@ class ConversationManager:
         session, _ = await self.resume(conversation_id)
         async with self.store.lock(session.id):
             keep = self._settings.sessions.history_turns
-            turns = await self.store.history(session.id, keep + 1)
+            turns = await self.store.history(session.id, keep + 2)
+            if (
+                len(turns) >= 2
+                and turns[-2].message_id == question_id
+                and turns[-1].role == "assistant"
+            ):
+                # Stored, but its process died before the final event went out: send it.
+                yield self._final(session, turns[-1], in_reply_to)
+                return
             if not turns or turns[-1].role != "user" or turns[-1].message_id != question_id:
                 return
             log.info("conversation %s: finishing an interrupted answer", session.id)
@@ -196,6 +214,15 @@ class ConversationManager:
             )
             async for event in answer:
                 yield event
+
+    async def _answered(self, conversation: str, client_id: str) -> Turn | None:
+        """The stored answer to the user message the client sent as `client_id`, if any."""
+        turns = await self.store.history(conversation)
+        for i, turn in enumerate(turns[:-1]):
+            if turn.role == "user" and turn.client_id == client_id:
+                reply = turns[i + 1]
+                return reply if reply.role == "assistant" else None
+        return None
 
     async def _answer(
         self,

@@ -183,11 +183,11 @@ class RedisSessionStore:
         return f"{self._prefix}conv:{cid}"
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
         try:
             return await op()
-        except (ConnectionError, TimeoutError, OSError) as exc:
+        except (ConnectionError, TimeoutError, ResponseError, OSError) as exc:
             raise StoreUnavailable(f"conversation store unavailable: {exc}") from exc
 
     async def create(self, channel: str, user: str | None = None) -> Session:

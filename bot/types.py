@@ -63,6 +63,8 @@ class Turn:
     citations: tuple[Citation, ...] = ()
     # For assistant turns that are not answers: "no_answer", "blocked", "fallback".
     kind: str = ""
+    # The id the client gave a user message: a resend with the same id is answered once.
+    client_id: str = ""
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -74,6 +76,8 @@ class Turn:
         }
         if self.kind:
             data["kind"] = self.kind
+        if self.client_id:
+            data["client_id"] = self.client_id
         return data
 
     @classmethod
@@ -90,6 +94,7 @@ class Turn:
             created=float(data["created"]),  # type: ignore[arg-type]
             citations=tuple(Citation(str(c["title"]), str(c["source"])) for c in raw_citations),
             kind=str(data.get("kind") or ""),
+            client_id=str(data.get("client_id") or ""),
         )
 
 

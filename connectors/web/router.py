@@ -38,13 +38,14 @@ Bad frames get an error frame; the connection stays open.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,6 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from bot.components import Components
 from bot.errors import BadRequest, StoreUnavailable, SwitchboardError
 from bot.events import (
-    TERMINAL,
     Event,
     EventLog,
     FeedbackStore,
@@ -90,25 +90,40 @@ class WebChannel:
     runner: TurnRunner
     signer: Signer
     feedback: FeedbackStore
-    connections: set[Any] = field(default_factory=set)
+    reader: Any | None = None  # the Redis client of the websockets' blocking reads
 
     @classmethod
     async def start(cls, components: Components) -> WebChannel:
         settings = components.settings
-        store, redis = components.store, None
+        store, redis, reader = components.store, None, None
         events: EventLog
-        if isinstance(store, RedisSessionStore):
+        if isinstance(store, RedisSessionStore) and settings.redis_url is not None:
+            from redis.asyncio import Redis
+
             redis = store.client
-            events = RedisEventLog(redis, settings.key_prefix, settings.sessions.ttl_s)
+            # Each open widget blocks on one connection of this client, never the store's.
+            reader = Redis.from_url(
+                settings.redis_url.get_secret_value(),
+                decode_responses=True,
+                max_connections=10_000,
+                socket_connect_timeout=3,
+                socket_timeout=10,
+            )
+            events = RedisEventLog(
+                redis, settings.key_prefix, settings.sessions.ttl_s, reader=reader
+            )
         else:
             events = InMemoryEventLog(settings.sessions.ttl_s)
         secret = await shared_secret(settings.web, redis, settings.key_prefix)
         runner = TurnRunner(components.manager, events, settings.web.article_base_url)
         feedback = FeedbackStore(redis, settings.key_prefix)
-        return cls(settings, components, events, runner, Signer(secret, settings.web), feedback)
+        signer = Signer(secret, settings.web)
+        return cls(settings, components, events, runner, signer, feedback, reader)
 
     async def close(self) -> None:
         await self.runner.close()
+        if self.reader is not None:
+            await self.reader.aclose()
 
 
 def _web(request: Request | WebSocket) -> WebChannel:
@@ -272,6 +287,11 @@ class _ChatSession:
             await self.send(error_frame("bad_frame", "a frame must be a JSON object with a 'type'"))
             return
         kind = frame.get("type")
+        if kind in ("hello", "feedback") and (wait := self._bucket.take()):
+            await self.send(
+                error_frame("rate_limited", f"too many frames: wait {wait:.0f} s", frame.get("id"))
+            )
+            return
         handler = {
             "message": self.message,
             "hello": self.hello,
@@ -311,11 +331,17 @@ class _ChatSession:
             await self._follow(cid, after, open_)
         except (WebSocketDisconnect, RuntimeError):
             log.debug("websocket closed while streaming")
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # never a silent dead pump: close, and the widget reconnects
+            log.exception("conversation %s: streaming failed", cid)
+            with contextlib.suppress(Exception):
+                await self.ws.close(code=1011)
 
     async def _follow(self, cid: str, after: int, open_: bool) -> None:
         """Send the conversation's events after `after`, live; finish a dead turn."""
         events, stall_s = self.web.events, self.web.settings.web.stall_s
-        quiet_since, failing = time.monotonic(), False
+        quiet_since, failing, asked = time.monotonic(), False, None
         while True:
             try:
                 batch = await events.wait(cid, after, timeout_s=min(1.0, stall_s))
@@ -331,8 +357,10 @@ class _ChatSession:
                 after = event.seq
                 kind = event.frame.get("type")
                 if kind == "accepted":
-                    open_ = True
-                elif kind in TERMINAL:
+                    open_, asked = True, event.frame.get("in_reply_to")
+                elif kind == "message" or (
+                    kind == "error" and event.frame.get("in_reply_to") == asked
+                ):
                     open_ = False
             now = time.monotonic()
             if batch:
@@ -364,8 +392,11 @@ class _ChatSession:
                 )
             )
             return
-        _, turns = await self.manager.resume(cid)
+        await self.manager.resume(cid)  # unknown_conversation when it is gone
+        # The log before the history: an answer stored in between is then in the history,
+        # and its final event (replayed) is shown once (the client knows message ids).
         events = await self.web.events.since(cid, 0)
+        _, turns = await self.manager.resume(cid)
         turn = open_turn(events)
         head = events[-1].seq if events else await self.web.events.last_seq(cid)
         token = self.web.signer.resume_token(cid)

@@ -111,9 +111,14 @@ class Signer:
             payload = _unb64(body)
         except ValueError:
             raise Denied("the widget token is malformed") from None
-        if not hmac.compare_digest(mac, self._mac("widget", payload)):
+        if not hmac.compare_digest(mac.encode(), self._mac("widget", payload).encode()):
             raise Denied("the widget token's signature does not match")
-        data = json.loads(payload)
+        try:
+            data = json.loads(payload)
+            expiry, site, issued_to = float(data["e"]), str(data["s"]), str(data["o"])
+        except (ValueError, KeyError, TypeError):
+            raise Denied("the widget token is malformed") from None
+        data = {"e": expiry, "s": site, "o": issued_to}
         if data["e"] < self._clock():
             raise Denied("the widget token has expired; ask for a new one")
         if origin is not None and origin.lower() != data["o"]:
@@ -127,7 +132,7 @@ class Signer:
 
     def check_resume_token(self, conversation_id: str, token: object) -> bool:
         return isinstance(token, str) and hmac.compare_digest(
-            token, self.resume_token(conversation_id)
+            token.encode(), self.resume_token(conversation_id).encode()
         )
 
     def user_id(self, email: str) -> str:

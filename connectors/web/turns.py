@@ -104,9 +104,9 @@ class TurnRunner:
             try:
                 async with aclosing(self.manager.respond(message)) as stream:
                     async for event in stream:
-                        if isinstance(event, Accepted):
-                            self._pending.discard((cid, client_id or ""))
                         yield event
+                        if isinstance(event, Accepted):  # logged by now
+                            self._pending.discard((cid, client_id or ""))
             finally:
                 self._pending.discard((cid, client_id or ""))
 
@@ -120,13 +120,20 @@ class TurnRunner:
         if turn is None:
             return False
         accepted, after = turn
-        said = "".join(
-            e.frame["text"] for e in after if e.frame.get("type") == "token"
-        )  # what the client was shown
+        # What the client was shown. After a notice (the answer withdrawn by a policy, the
+        # model failed) the shown text is not the model's answer: start again instead.
+        restart = any(e.frame.get("type") == "notice" for e in after)
+        said = (
+            ""
+            if restart
+            else "".join(e.frame["text"] for e in after if e.frame.get("type") == "token")
+        )
         question, reply_to = str(accepted.frame["id"]), accepted.frame.get("in_reply_to")
         self._rescuing.add(cid)
 
         async def events() -> AsyncIterator[ReplyEvent]:
+            if restart:
+                yield Notice("answer_withdrawn", "The answer is being written again.")
             try:
                 work = self.manager.continue_turn(cid, question, said, channel, reply_to)
                 async with aclosing(work) as stream:

@@ -276,7 +276,9 @@ def _policy_file(target: Path) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
+# Module-scoped, not session: Playwright's sync API runs an event loop in this thread until
+# it stops, which would break every asyncio test after it; and the servers go when done.
+@pytest.fixture(scope="module")
 def deployment(
     tmp_path_factory: pytest.TempPathFactory, demo_index: Path, redis_url: str
 ) -> Iterator[Deployment]:
@@ -329,7 +331,7 @@ def deployment(
                 sys.stderr.write(server.log_path.read_text()[-4000:])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

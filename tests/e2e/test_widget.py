@@ -320,3 +320,16 @@ def test_keyboard_phone_viewport_and_style_isolation(page: Page, deployment: Dep
     expect(panel).to_be_hidden()
     expect(launcher).to_be_focused()
     expect(page.locator("[role=log]")).to_have_attribute("aria-live", "polite")
+
+
+def test_an_expired_conversation_starts_afresh(page: Page, deployment: Deployment) -> None:
+    _local_only(page)
+    page.goto(deployment.url + "/")
+    stale = {"conversation_id": "gone", "resume_token": "x", "open": True, "streaming": True}
+    page.evaluate("s => localStorage.setItem('switchboard:demo', JSON.stringify(s))", stale)
+    page.reload()
+    expect(page.locator(".status")).to_have_text("Online")
+    _ask(page, RETURNS_Q)
+    assert "30 days" in _final(page).inner_text()
+    state = json.loads(page.evaluate("localStorage.getItem('switchboard:demo')"))
+    assert state["conversation_id"] != "gone"

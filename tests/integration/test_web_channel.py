@@ -38,7 +38,7 @@ def server(
         data_dir=tmp_path_factory.mktemp("data"),
         llm=LLMSettings(model=str(tiny_model_dir), max_new_tokens=24),
         knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
-        web={"sites": {"demo": {}, "partner": {"origins": [PARTNER]}}, "burst": 3},
+        web={"sites": {"demo": {}, "partner": {"origins": [PARTNER]}}, "burst": 4},
         admin_api_key="admin-key",
     )
     with live_server(create_app(settings)) as live:
@@ -117,10 +117,10 @@ def test_resume_with_last_seq_sends_only_what_was_missed(
 
 def test_messages_beyond_the_burst_are_refused_on_that_connection(server: LiveServer) -> None:
     with connect(server.ws) as ws:
-        for i in range(3):
+        for i in range(4):
             ws.send(json.dumps({"type": "message", "text": "   ", "id": f"e{i}"}))
             assert _recv(ws)["code"] == "empty_message"
-        ws.send(json.dumps({"type": "message", "text": "hello", "id": "e4"}))
+        ws.send(json.dumps({"type": "message", "text": "hello", "id": "e5"}))
         error = _recv(ws)
         assert error["code"] == "rate_limited" and "wait" in error["message"]
 
@@ -176,3 +176,18 @@ def test_a_turn_whose_process_died_is_finished_by_a_watching_connection(
     turns = [json.loads(t) for t in clean_redis.lrange(f"sbweb:conv:{cid}:turns", 0, -1)]
     assert [t["role"] for t in turns][-2:] == ["user", "assistant"]
     assert turns[-1]["text"] == frame["text"]
+
+
+def test_a_resend_with_the_same_client_id_gets_the_stored_answer_not_a_second_one(
+    server: LiveServer, clean_redis: redis.Redis
+) -> None:
+    body = {"text": "How long do I have to return an item?", "id": "r1"}
+    first = httpx.post(server.http + "/api/messages", json=body, timeout=60).json()
+    again = {**body, "conversation_id": first["conversation_id"]}
+    second = httpx.post(server.http + "/api/messages", json=again, timeout=60).json()
+    assert second["id"] == first["id"] and second["text"] == first["text"]
+    turns = clean_redis.lrange(f"sbweb:conv:{first['conversation_id']}:turns", 0, -1)
+    assert len(turns) == 2, "answered once"
+    other = {**again, "id": "r2"}
+    third = httpx.post(server.http + "/api/messages", json=other, timeout=60).json()
+    assert third["id"] != first["id"]

@@ -6,6 +6,7 @@ test_default_model.py.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from contextlib import aclosing
@@ -50,8 +51,12 @@ def _manager(
     )
 
 
+_IDS = itertools.count(1)
+
+
 async def _run(manager: ConversationManager, text: str, cid: str | None = None) -> list[ReplyEvent]:
-    async with aclosing(manager.respond(InboundMessage(text, "test", cid, "m1"))) as events:
+    message = InboundMessage(text, "test", cid, f"m{next(_IDS)}")  # each send its own id
+    async with aclosing(manager.respond(message)) as events:
         return [event async for event in events]
 
 

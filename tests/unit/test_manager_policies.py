@@ -6,6 +6,7 @@ models run in tests/integration/test_policies_e2e.py.
 
 from __future__ import annotations
 
+import itertools
 from contextlib import aclosing
 
 from bot.errors import ModelError
@@ -43,8 +44,12 @@ def manager(
     return ConversationManager(cfg, store, engine, retriever or FixedRetriever([PASSAGE]), model)
 
 
+_IDS = itertools.count(1)
+
+
 async def run(m: ConversationManager, text: str, cid: str | None = None) -> list[ReplyEvent]:
-    async with aclosing(m.respond(InboundMessage(text, "web", cid, "m1", user="u1"))) as events:
+    message = InboundMessage(text, "web", cid, f"m{next(_IDS)}", user="u1")  # unique ids
+    async with aclosing(m.respond(message)) as events:
         return [event async for event in events]
 
 

@@ -85,6 +85,7 @@
   var pending = [];              // [{id, text, el}] sent or to send, not yet accepted
   var shown = {};                // message id -> element (answers and accepted messages)
   var stream = null;             // {el, text} the answer being streamed
+  var answering = null;          // the client id of the message being answered
   var listeners = { message: [], open: [], close: [] };
   var isOpen = false;
 
@@ -445,7 +446,7 @@
     }
     switch (f.type) {
       case "hello":
-        joined = true; attempt = 0; hideAlert(); setStatus(T.online);
+        joined = true; attempt = 0; hideAlert(); setStatus(T.online); answering = null;
         if (f.conversation_id) {
           state.conversation_id = f.conversation_id; state.resume_token = f.resume_token; save();
         }
@@ -459,6 +460,9 @@
         lastSeq = 0;
         break;
       case "accepted":
+        if (stream) { stream.el.removeAttribute("data-streaming"); stream = null; }
+        answering = f.in_reply_to;
+        state.streaming = true; save();
         var mine = pending.filter(function (p) { return p.id === f.in_reply_to; })[0];
         if (mine) {
           pending.splice(pending.indexOf(mine), 1);
@@ -485,6 +489,7 @@
         if (shown[f.id]) { if (stream) stream.el.remove(); stream = null; break; }
         var el = stream ? stream.el : botBubble();
         stream = null;
+        if (f.in_reply_to === answering) { state.streaming = false; save(); }
         finishAnswer(el, f);
         if (f.handoff) system(T.handoff);
         emit("message", { id: f.id, text: f.text, citations: f.citations || [] });
@@ -496,16 +501,21 @@
         setRating(f.message_id, f.rating);
         break;
       case "error":
-        typing(false);
         var failed = pending.filter(function (p) { return p.id === f.in_reply_to; })[0];
         if (f.code === "bad_resume_token" || f.code === "unknown_conversation") {
+          // The conversation is gone (expired): start a new one on this connection.
           state = { open: state.open }; save(); lastSeq = null;
-          send({ type: "hello", conversation_id: null });
+          if (ws && ws.readyState === 1) ws.send(JSON.stringify({ type: "hello", conversation_id: null }));
           break;
         }
+        if (!joined) { if (ws) ws.close(); break; } // the hello failed: reconnect later
         if (failed) markFailed(failed, f.message);
         else showAlert(f.message || T.failed, false);
-        if (stream) { stream.el.removeAttribute("data-streaming"); stream = null; }
+        if (f.in_reply_to != null && f.in_reply_to === answering) {
+          typing(false);
+          if (stream) { stream.el.removeAttribute("data-streaming"); stream = null; }
+          state.streaming = false; save();
+        }
         break;
     }
   }
@@ -576,8 +586,9 @@
   };
   function mount() {
     document.body.appendChild(host);
-    // Connect at once when a conversation is under way (an answer may still be streaming).
-    if (state.conversation_id || cfg.open || state.open) connect();
+    // Connect at once only when an answer may still be streaming (or the panel is open);
+    // otherwise when the visitor opens the panel.
+    if ((state.conversation_id && state.streaming) || cfg.open || state.open) connect();
     if (cfg.open || state.open) api.open();
   }
   if (document.body) mount(); else document.addEventListener("DOMContentLoaded", mount);
