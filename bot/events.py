@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.errors import StoreUnavailable
+from bot.sessions import store_call
 
 # XADD with ids 0-1, 0-2, ...: Redis keeps them ordered and XRANGE/XREAD select by number.
 _APPEND = """
@@ -33,8 +33,6 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return seq
 """
-
-TERMINAL = frozenset({"message", "error"})  # event types that end a turn
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +57,6 @@ class EventLog(Protocol):
 
     async def wait(self, conversation_id: str, after: int, timeout_s: float) -> list[Event]:
         """Like `since`, but waits up to `timeout_s` for at least one event."""
-        ...
-
-    async def last_seq(self, conversation_id: str) -> int: ...
-
-    async def first_seq(self, conversation_id: str) -> int:
-        """The oldest sequence number still held (0 when the log is empty)."""
         ...
 
 
@@ -112,18 +104,10 @@ class RedisEventLog:
         base = f"{self._prefix}conv:{cid}"
         return base + ":events", base + ":seq"
 
-    async def _call(self, coro: Any) -> Any:
-        from redis.exceptions import RedisError
-
-        try:
-            return await coro
-        except (RedisError, OSError) as exc:  # READONLY after a failover, OOM, connections
-            raise StoreUnavailable(f"conversation store unavailable: {exc}") from exc
-
     async def append(self, conversation_id: str, frame: dict[str, Any]) -> int:
         events, seq = self._keys(conversation_id)
         args = [json.dumps(frame), self._max, self._ttl_s]
-        return int(await self._call(self._append(keys=[events, seq], args=args)))
+        return int(await store_call(self._append(keys=[events, seq], args=args)))
 
     @staticmethod
     def _decode(entries: list[Any]) -> list[Event]:
@@ -136,24 +120,14 @@ class RedisEventLog:
 
     async def since(self, conversation_id: str, after: int) -> list[Event]:
         key, _ = self._keys(conversation_id)
-        entries = await self._call(self._redis.xrange(key, f"0-{after + 1}", "+"))
+        entries = await store_call(self._redis.xrange(key, f"0-{after + 1}", "+"))
         return self._decode(entries)
 
     async def wait(self, conversation_id: str, after: int, timeout_s: float) -> list[Event]:
         key, _ = self._keys(conversation_id)
         block = max(1, int(timeout_s * 1000))
-        reply = await self._call(self._reader.xread({key: f"0-{after}"}, block=block))
+        reply = await store_call(self._reader.xread({key: f"0-{after}"}, block=block))
         return self._decode(reply[0][1]) if reply else []
-
-    async def last_seq(self, conversation_id: str) -> int:
-        _, seq = self._keys(conversation_id)
-        value = await self._call(self._redis.get(seq))
-        return int(value or 0)
-
-    async def first_seq(self, conversation_id: str) -> int:
-        key, _ = self._keys(conversation_id)
-        entries = await self._call(self._redis.xrange(key, "-", "+", count=1))
-        return self._decode(entries)[0].seq if entries else 0
 
 
 class InMemoryEventLog:
@@ -199,13 +173,6 @@ class InMemoryEventLog:
                 return []
         return await self.since(conversation_id, after)
 
-    async def last_seq(self, conversation_id: str) -> int:
-        return self._seq.get(conversation_id, 0)
-
-    async def first_seq(self, conversation_id: str) -> int:
-        events = self._events.get(conversation_id)
-        return events[0].seq if events else 0
-
 
 class FeedbackStore:
     """Thumbs up/down on answers, by conversation and message id, for the admin API.
@@ -221,21 +188,24 @@ class FeedbackStore:
 
     async def put(self, conversation_id: str, message_id: str, rating: str | None) -> None:
         field = f"{conversation_id}:{message_id}"
-        if rating is None:
-            if self._redis is None:
-                self._memory.pop(field, None)
-            else:
-                await self._redis.hdel(self._key, field)
-            return
         value = json.dumps({"rating": rating, "at": time.time()})
         if self._redis is None:
-            self._memory[field] = value
+            if rating is None:
+                self._memory.pop(field, None)
+            else:
+                self._memory[field] = value
+        elif rating is None:
+            await store_call(self._redis.hdel(self._key, field))
         else:
-            await self._redis.hset(self._key, field, value)
+            await store_call(self._redis.hset(self._key, field, value))
 
     async def all(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The newest `limit` ratings, newest first."""
-        raw = self._memory if self._redis is None else await self._redis.hgetall(self._key)
+        raw = (
+            self._memory
+            if self._redis is None
+            else await store_call(self._redis.hgetall(self._key))
+        )
         rows = []
         for field, value in raw.items():
             name = field.decode() if isinstance(field, bytes) else field

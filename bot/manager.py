@@ -89,10 +89,19 @@ class ConversationManager:
 
     async def resume(self, conversation_id: str) -> tuple[Session, list[Turn]]:
         """A conversation and its stored (redacted) turns; raises `ConversationNotFound`."""
+        return await self._session(conversation_id), await self.store.history(conversation_id)
+
+    async def _session(self, conversation_id: str) -> Session:
         session = await self.store.get(conversation_id)
         if session is None:
             raise ConversationNotFound(f"conversation {conversation_id!r} does not exist")
-        return session, await self.store.history(conversation_id)
+        return session
+
+    async def find_sent(
+        self, conversation_id: str, client_id: str
+    ) -> tuple[Turn, Turn | None] | None:
+        """The stored message the client sent as `client_id`, and its answer when stored."""
+        return _sent(await self.store.history(conversation_id), client_id)
 
     def validate(self, text: str) -> str:
         """The message text, stripped; raises `BadRequest` when empty or over-long."""
@@ -109,8 +118,7 @@ class ConversationManager:
 
     async def _session_for(self, message: InboundMessage) -> Session:
         if message.conversation_id:
-            session, _ = await self.resume(message.conversation_id)
-            return session
+            return await self._session(message.conversation_id)
         return await self.store.create(message.channel, message.user)
 
     async def respond(self, message: InboundMessage) -> AsyncGenerator[ReplyEvent, None]:
@@ -128,13 +136,14 @@ class ConversationManager:
             ip=message.ip or "",
         )
         async with self.store.lock(session.id):
-            if message.client_message_id and (
-                done := await self._answered(session.id, message.client_message_id)
-            ):
+            turns = await self.store.history(session.id)
+            sent = _sent(turns, message.client_message_id)
+            if sent is not None and sent[1] is not None:
                 # A resend (a retry, a reconnect): the stored answer, not a second one.
-                yield self._final(session, done, message.client_message_id)
+                yield self._final(session, sent[1], message.client_message_id)
                 return
-            history = await self.store.history(session.id, self._settings.sessions.history_turns)
+            keep = self._settings.sessions.history_turns
+            history = turns[-keep:] if keep else []
             verdict = await policies.check_input(text, context)
             if isinstance(verdict, Block):
                 record.blocked = verdict.reason
@@ -188,7 +197,7 @@ class ConversationManager:
         turn's lock is still held.
         """
         started = time.perf_counter()
-        session, _ = await self.resume(conversation_id)
+        session = await self._session(conversation_id)
         async with self.store.lock(session.id):
             keep = self._settings.sessions.history_turns
             turns = await self.store.history(session.id, keep + 2)
@@ -214,15 +223,6 @@ class ConversationManager:
             )
             async for event in answer:
                 yield event
-
-    async def _answered(self, conversation: str, client_id: str) -> Turn | None:
-        """The stored answer to the user message the client sent as `client_id`, if any."""
-        turns = await self.store.history(conversation)
-        for i, turn in enumerate(turns[:-1]):
-            if turn.role == "user" and turn.client_id == client_id:
-                reply = turns[i + 1]
-                return reply if reply.role == "assistant" else None
-        return None
 
     async def _answer(
         self,
@@ -384,6 +384,17 @@ class ConversationManager:
             in_reply_to=in_reply_to,
             handoff=handoff,
         )
+
+
+def _sent(turns: list[Turn], client_id: str | None) -> tuple[Turn, Turn | None] | None:
+    """The user turn the client sent as `client_id`, and the answer stored after it."""
+    if not client_id:
+        return None
+    for i, turn in enumerate(turns):
+        if turn.role == "user" and turn.client_id == client_id:
+            after = turns[i + 1] if i + 1 < len(turns) else None
+            return turn, after if after is not None and after.role == "assistant" else None
+    return None
 
 
 def _cite(passages: list[Passage]) -> tuple[Citation, ...]:

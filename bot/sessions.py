@@ -183,12 +183,7 @@ class RedisSessionStore:
         return f"{self._prefix}conv:{cid}"
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        from redis.exceptions import ConnectionError, ResponseError, TimeoutError
-
-        try:
-            return await op()
-        except (ConnectionError, TimeoutError, ResponseError, OSError) as exc:
-            raise StoreUnavailable(f"conversation store unavailable: {exc}") from exc
+        return await store_call(op())
 
     async def create(self, channel: str, user: str | None = None) -> Session:
         now = time.time()
@@ -287,6 +282,17 @@ class RedisSessionStore:
     async def locked(self, conversation_id: str) -> bool:
         key = f"{self._prefix}lock:conv:{conversation_id}"
         return bool(await self._call(lambda: self._redis.exists(key)))
+
+
+async def store_call(pending: Awaitable[T]) -> T:
+    """Await a Redis command; any Redis fault (gone, timed out, READONLY after a failover,
+    out of memory) becomes `StoreUnavailable`."""
+    from redis.exceptions import RedisError
+
+    try:
+        return await pending
+    except (RedisError, OSError) as exc:
+        raise StoreUnavailable(f"conversation store unavailable: {exc}") from exc
 
 
 def _safe_url(url: str) -> str:

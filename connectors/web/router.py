@@ -62,11 +62,12 @@ from bot.events import (
     RedisEventLog,
     open_turn,
 )
+from bot.manager import ConversationManager
 from bot.sessions import RedisSessionStore
 from bot.settings import Settings
 from bot.types import InboundMessage, Turn
 from connectors.web.security import Denied, Signer, TokenBucket, WidgetGrant, shared_secret
-from connectors.web.turns import TurnRunner, citation_url, error_frame, replay_start
+from connectors.web.turns import TurnRunner, citations_json, error_frame, replay_start
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -267,7 +268,7 @@ class _ChatSession:
         self._bucket = TokenBucket(settings.messages_per_minute, settings.burst)
 
     @property
-    def manager(self) -> Any:
+    def manager(self) -> ConversationManager:
         return self.web.components.manager
 
     async def send(self, frame: Mapping[str, Any]) -> None:
@@ -392,16 +393,16 @@ class _ChatSession:
                 )
             )
             return
-        await self.manager.resume(cid)  # unknown_conversation when it is gone
         # The log before the history: an answer stored in between is then in the history,
         # and its final event (replayed) is shown once (the client knows message ids).
         events = await self.web.events.since(cid, 0)
-        _, turns = await self.manager.resume(cid)
+        _, turns = await self.manager.resume(cid)  # unknown_conversation when it is gone
         turn = open_turn(events)
-        head = events[-1].seq if events else await self.web.events.last_seq(cid)
         token = self.web.signer.resume_token(cid)
         last = frame.get("last_seq")
-        first = events[0].seq if events else head + 1
+        # The log keeps every event of the conversation's lifetime but the oldest beyond its
+        # cap: the client's `last` must still be in it (or just before it).
+        first, head = (events[0].seq, events[-1].seq) if events else (1, 0)
         if isinstance(last, int) and not isinstance(last, bool) and first - 1 <= last <= head:
             # A dropped connection: the client has everything up to `last`.
             await self.send(
@@ -415,7 +416,7 @@ class _ChatSession:
             )
             self.follow(cid, last, turn is not None)
             return
-        start = replay_start(events, [t.message_id for t in turns])
+        start = replay_start(turn, events, [t.message_id for t in turns])
         await self.send(
             {
                 "type": "hello",
@@ -429,11 +430,8 @@ class _ChatSession:
         self.follow(cid, start, turn is not None)
 
     def _turn(self, turn: Turn) -> dict[str, Any]:
-        data = turn.to_json()
         base = self.web.settings.web.article_base_url
-        for citation in data["citations"]:  # type: ignore[attr-defined]
-            citation["url"] = citation_url(citation["source"], base)
-        return data
+        return {**turn.to_json(), "citations": citations_json(turn.citations, base)}
 
     async def message(self, frame: dict[str, Any]) -> None:
         client_id, text = frame.get("id"), frame.get("text")
@@ -471,18 +469,13 @@ class _ChatSession:
                 }
             )
             self.follow(cid, 0, False)
-        elif client_id is not None and await self._already_taken(cid, client_id):
+        elif client_id is not None and (
+            self.web.runner.pending(cid, client_id)
+            or await self.manager.find_sent(cid, client_id) is not None
+        ):
             return  # a resend after a reconnect: the log already has (or will have) it
         ip = self.ws.client.host if self.ws.client else None
         self.web.runner.submit(InboundMessage(text, "web", cid, client_id, self.user, ip))
-
-    async def _already_taken(self, cid: str, client_id: str) -> bool:
-        if self.web.runner.pending(cid, client_id):
-            return True
-        return any(
-            e.frame.get("type") == "accepted" and e.frame.get("in_reply_to") == client_id
-            for e in await self.web.events.since(cid, 0)
-        )
 
     async def feedback(self, frame: dict[str, Any]) -> None:
         cid, mid, rating = self.conversation_id, frame.get("message_id"), frame.get("rating")

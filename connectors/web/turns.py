@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +23,7 @@ from urllib.parse import quote
 from bot.errors import Busy, StoreUnavailable, SwitchboardError
 from bot.events import Event, EventLog, open_turn
 from bot.manager import ConversationManager
-from bot.types import Accepted, InboundMessage, Message, Notice, ReplyEvent, Token
+from bot.types import Accepted, Citation, InboundMessage, Message, Notice, ReplyEvent, Token
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,13 @@ def citation_url(source: str, base: str | None) -> str | None:
     if source.startswith(("http://", "https://")):
         return source
     return None if base is None else base + quote(source)
+
+
+def citations_json(citations: Sequence[Citation], base: str | None) -> list[dict[str, Any]]:
+    return [
+        {"title": c.title, "source": c.source, "url": citation_url(c.source, base)}
+        for c in citations
+    ]
 
 
 def event_frame(event: ReplyEvent, base: str | None = None) -> dict[str, Any] | None:
@@ -55,10 +62,7 @@ def event_frame(event: ReplyEvent, base: str | None = None) -> dict[str, Any] | 
             "type": "message",
             "id": event.id,
             "text": event.text,
-            "citations": [
-                {"title": c.title, "source": c.source, "url": citation_url(c.source, base)}
-                for c in event.citations
-            ],
+            "citations": citations_json(event.citations, base),
             "conversation_id": event.conversation_id,
             "in_reply_to": event.in_reply_to,
             "handoff": event.handoff,
@@ -176,13 +180,14 @@ class TurnRunner:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def replay_start(events: list[Event], history_ids: list[str]) -> int:
+def replay_start(
+    turn: tuple[Event, list[Event]] | None, events: list[Event], history_ids: list[str]
+) -> int:
     """Where a client that rebuilt the conversation from its stored history starts streaming.
 
-    From the open turn's acceptance (its tokens are replayed) when that question is the last
-    stored message; else from the end of the log.
+    From the open turn's (`open_turn(events)`) acceptance, so that its tokens are replayed,
+    when that question is the last stored message; else from the end of the log.
     """
-    turn = open_turn(events)
     if turn is not None and history_ids and history_ids[-1] == turn[0].frame.get("id"):
         return turn[0].seq
     return events[-1].seq if events else 0

@@ -45,6 +45,14 @@ def _ask(page: Page, question: str) -> None:
     page.keyboard.press("Enter")
 
 
+def _streaming(page: Page, question: str) -> Any:
+    """Ask `question`; the answer's bubble once its first words are in."""
+    _ask(page, question)
+    bubble = page.locator(".msg.bot[data-streaming]")
+    bubble.wait_for(timeout=30_000)
+    return bubble
+
+
 def _final(page: Page, n: int = 1) -> Any:
     """The n-th finished bot answer (1-based), once it is there."""
     answer = page.locator(".msg.bot[data-message-id]").nth(n - 1)
@@ -83,11 +91,8 @@ def test_answer_streams_in_with_citation_and_a_screenshot_is_saved(
     _local_only(page)
     _open(page, deployment.url + "/")
     expect(page.locator(".system")).to_contain_text("Ask us about orders")
-    _ask(page, RETURNS_Q)
+    streaming = _streaming(page, RETURNS_Q)
     expect(page.locator(".msg.user").last).to_contain_text(RETURNS_Q)
-
-    streaming = page.locator(".msg.bot[data-streaming]")
-    streaming.wait_for(timeout=30_000)
     partial = _words(streaming.inner_text())
     full = _markdown_text(SCRIPT["return an item"])
     assert partial and len(partial) < len(full), "tokens show before the answer is complete"
@@ -111,8 +116,7 @@ def test_reload_mid_answer_shows_the_whole_answer_and_history(
 ) -> None:
     _local_only(page)
     _open(page, deployment.url + "/")
-    _ask(page, REFUND_Q)
-    page.locator(".msg.bot[data-streaming]").wait_for(timeout=30_000)
+    _streaming(page, REFUND_Q)
     page.reload()
 
     # Open again by itself (it was open), rejoins the conversation and finishes the answer.
@@ -131,9 +135,7 @@ def test_answer_completes_from_the_other_process_when_the_one_streaming_it_dies(
 ) -> None:
     _local_only(page)
     _open(page, deployment.url + "/")
-    _ask(page, REFUND_Q)
-    streaming = page.locator(".msg.bot[data-streaming]")
-    streaming.wait_for(timeout=30_000)
+    streaming = _streaming(page, REFUND_Q)
     holder = next(s for s in deployment.servers if s.port == deployment.front.connections[-1])
     other = next(s for s in deployment.servers if s is not holder)
     shown_before = _words(streaming.inner_text())

@@ -115,9 +115,10 @@ def test_open_turn_is_the_last_accepted_message_without_a_final_answer() -> None
     turn = open_turn(running)
     assert turn is not None and turn[0].seq == 4 and [e.seq for e in turn[1]] == [5]
     assert open_turn([*running, _e(6, "error", code="x")]) is None
-    assert replay_start(running, ["u1", "a1", "u2"]) == 4, "its tokens are replayed"
+    assert replay_start(turn, running, ["u1", "a1", "u2"]) == 4, "its tokens are replayed"
     # The answer is stored already though its final event is not logged yet: no replay.
-    assert replay_start(running, ["u1", "a1", "u2", "a2"]) == 5
+    assert replay_start(turn, running, ["u1", "a1", "u2", "a2"]) == 5
+    assert replay_start(None, done, ["u1", "a1"]) == 3
 
 
 async def test_in_memory_event_log_numbers_events_and_wakes_waiters() -> None:
@@ -126,5 +127,4 @@ async def test_in_memory_event_log_numbers_events_and_wakes_waiters() -> None:
     for i in range(4):
         assert await log.append("c", {"type": "token", "text": str(i)}) == i + 1
     assert [e.seq for e in await log.since("c", 0)] == [2, 3, 4], "capped, oldest dropped"
-    assert await log.first_seq("c") == 2 and await log.last_seq("c") == 4
     assert [e.frame["text"] for e in await log.wait("c", 3, 1.0)] == ["3"]

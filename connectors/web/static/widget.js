@@ -30,7 +30,7 @@
       retry: "Retry", notSent: "Not sent.", sources: "Sources", helpful: "Helpful",
       unhelpful: "Not helpful", agentJoined: "You're now chatting with {name}.",
       botBack: "You're back with the assistant.", handoff: "We've asked a person to help you.",
-      you: "You", bot: "Assistant", failed: "Something went wrong.", image: "image",
+      failed: "Something went wrong.", image: "image",
       newChat: "New conversation"
     },
     es: {
@@ -40,7 +40,7 @@
       retry: "Reintentar", notSent: "No enviado.", sources: "Fuentes", helpful: "Útil",
       unhelpful: "No es útil", agentJoined: "Ahora hablas con {name}.",
       botBack: "Vuelves a hablar con el asistente.", handoff: "Hemos pedido que te atienda una persona.",
-      you: "Tú", bot: "Asistente", failed: "Algo salió mal.", image: "imagen",
+      failed: "Algo salió mal.", image: "imagen",
       newChat: "Nueva conversación"
     },
     fr: {
@@ -50,7 +50,7 @@
       online: "En ligne", offline: "Hors ligne. Reconnexion…", retry: "Réessayer",
       notSent: "Non envoyé.", sources: "Sources", helpful: "Utile", unhelpful: "Pas utile",
       agentJoined: "Vous discutez maintenant avec {name}.", botBack: "Vous êtes de retour avec l'assistant.",
-      handoff: "Nous avons demandé à une personne de vous aider.", you: "Vous", bot: "Assistant",
+      handoff: "Nous avons demandé à une personne de vous aider.",
       failed: "Une erreur s'est produite.", image: "image", newChat: "Nouvelle conversation"
     },
     de: {
@@ -60,7 +60,7 @@
       retry: "Erneut senden", notSent: "Nicht gesendet.", sources: "Quellen", helpful: "Hilfreich",
       unhelpful: "Nicht hilfreich", agentJoined: "Sie chatten jetzt mit {name}.",
       botBack: "Sie sind wieder beim Assistenten.", handoff: "Wir haben eine Person um Hilfe gebeten.",
-      you: "Sie", bot: "Assistent", failed: "Etwas ist schiefgelaufen.", image: "Bild",
+      failed: "Etwas ist schiefgelaufen.", image: "Bild",
       newChat: "Neues Gespräch"
     }
   };
