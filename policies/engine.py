@@ -235,7 +235,7 @@ class PolicyEngine:
         redactor: Redactor = (
             pipeline.pii.for_conversation(context.conversation) if "pii" in names else _NoRedactor()
         )
-        stages = [s for s in pipeline.points["output"] if s.name not in ("pii", "limits")]
+        stages = pipeline.points["output"]
         max_chars = policy.limits.max_answer_chars if "limits" in names else 0
         stream = StreamingRedactor(redactor, policy.output.max_hold_chars)
         return OutputFilter(stream, stages, context, max_chars)
@@ -324,11 +324,13 @@ class PolicyEngine:
                 "handoff", policy.handoff, lambda: HandoffStage(policy.handoff)
             ),
         }
+        # Storage is always the PII redaction (`redact_for_storage`), and at the output point
+        # PII and the answer's length are the stream's own redactor and cut (`output_filter`):
+        # neither needs stage objects.
         points: dict[Point, list[TextPolicy]] = {
             "input": [makers[n]() for n in policy.stages.input],
             "retrieval": [makers[n]() for n in policy.stages.retrieval],
-            "output": [makers[n]() for n in policy.stages.output],
-            "storage": [makers[n]() for n in policy.stages.storage],
+            "output": [makers[n]() for n in policy.stages.output if n not in ("pii", "limits")],
         }
         handoff = self._stage("handoff", policy.handoff, lambda: HandoffStage(policy.handoff))
         rate = RateLimiter(policy.limits, self._redis)

@@ -70,16 +70,16 @@ import re
 import unicodedata
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 
 from bot.errors import ConfigError
-from policies.base import Context, Point, Strict
+from policies.base import POINTS, Context, Point, Strict
 from policies.verdicts import Allow, Block, Finding, Verdict
 
-ALL_POINTS: frozenset[Point] = frozenset({"input", "retrieval", "output", "storage"})
+ALL_POINTS: frozenset[Point] = frozenset(POINTS)
 NOT_RETRIEVAL: frozenset[Point] = ALL_POINTS - {"retrieval"}
 
 
@@ -603,7 +603,7 @@ class InjectionStage:
         score = combine(f.score or 0.0 for f in findings)
         if score < rules.threshold:
             return Allow(text, findings=tuple(f for f in findings if _notable(f)))
-        blocked = tuple(_with_action(f, "block") for f in findings if _notable(f))
+        blocked = tuple(replace(f, action="block") for f in findings if _notable(f))
         return Block(f"prompt injection (score {score:.2f})", self._reply, blocked)
 
     def heuristic_findings(self, text: str, point: Point) -> list[Finding]:
@@ -637,7 +637,7 @@ class InjectionStage:
         error = Finding(self.name, "classifier", "error")
         if score < self._rules.threshold and self._rules.on_error == "allow":
             return Allow(text, findings=(*findings, error))
-        blocked = tuple(_with_action(f, "block") for f in findings)
+        blocked = tuple(replace(f, action="block") for f in findings)
         return Block("injection classifier failed", self._reply, (*blocked, error))
 
 
@@ -652,9 +652,3 @@ def combine(scores: Iterable[float]) -> float:
 def _notable(finding: Finding) -> bool:
     # The classifier scores every text; it is worth a finding only when it leans to attack.
     return finding.rule != "classifier" or (finding.score or 0.0) >= 0.5
-
-
-def _with_action(finding: Finding, action: Literal["block"]) -> Finding:
-    return Finding(
-        finding.stage, finding.rule, action, finding.entity_type, finding.count, finding.score
-    )

@@ -577,11 +577,10 @@ _WORD = re.compile(r"\w+")
 
 def _has_context(text: str, start: int, end: int, words: frozenset[str]) -> bool:
     """A context word among the CONTEXT_BEFORE words before the span or CONTEXT_AFTER after
-    it, case-blind; a plural "s" is dropped (presidio compares lemmas)."""
+    it, compared as lemmas (`_lemma`, as the presidio pipeline compares them)."""
     before = _WORD.findall(text[:start])[-CONTEXT_BEFORE:]
     after = _WORD.findall(text[end:])[:CONTEXT_AFTER]
-    seen = {word.lower() for word in before + after}
-    return bool(words & (seen | {word[:-1] for word in seen if word.endswith("s")}))
+    return bool(words & {_lemma(word.lower()) for word in before + after})
 
 
 def _declared(spec: RecognizerSpec) -> list[tuple[float, Any, bool]]:
@@ -613,7 +612,7 @@ class PatternRedactor:
         self._policy = policy or PiiPolicy()
         self._replace = Replacer(self._policy)
         self._declared = [
-            (spec, frozenset(word.lower() for word in spec.context), _declared(spec))
+            (spec, frozenset(_lemma(word.lower()) for word in spec.context), _declared(spec))
             for spec in self._policy.recognizers
         ]
 

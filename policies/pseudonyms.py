@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import re
 import threading
-from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -136,9 +135,3 @@ class PseudonymVault:
             if token is not None
         }
         return self._tag.sub(lambda m: values.get(m.group(), m.group()), text)
-
-    async def forget(self, conversations: Iterable[str]) -> None:
-        """Delete the vaults of `conversations` (e.g. on a data-deletion request)."""
-        keys = [self._key(c) for c in conversations]
-        if keys:
-            await self._redis.delete(*keys)

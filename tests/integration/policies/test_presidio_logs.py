@@ -23,3 +23,7 @@ def test_debug_logging_never_shows_the_values_when_presidio_redacts(
     assert "<CREDIT_CARD>" in redaction.text and "<PHONE_NUMBER>" in redaction.text
     for value in ("4111", "555-0182"):
         assert value not in caplog.text
+    # The enhancer above logs no context itself; presidio's others would at DEBUG, so its
+    # loggers must stay above it whatever the root level.
+    for name in ("presidio-analyzer", "presidio-anonymizer"):
+        assert logging.getLogger(name).getEffectiveLevel() >= logging.WARNING, name
