@@ -119,6 +119,7 @@ IBAN = r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){3,7}(?: ?[A-Z0-9]{1,3})?\b"
         # declared pattern below the threshold: counts only with a context word nearby
         (ORDER_POLICY, "my order ORD-123456", "my order <ORDER_ID>"),
         (ORDER_POLICY, "orders: ORD-123456", "orders: <ORDER_ID>"),
+        (ORDER_POLICY, "I ordered ORD-123456", "I ordered <ORDER_ID>"),  # lemmas, as presidio
         (ORDER_POLICY, "ref ORD-123456", "ref ORD-123456"),
         (ORDER_POLICY, "ORD-123456 (order) is late", "<ORDER_ID> (order) is late"),  # 2 after
         (ORDER_POLICY, "ORD-123456 is the order", "ORD-123456 is the order"),  # 3 after
