@@ -219,3 +219,94 @@ async def list_feedback(
     """Thumbs up/down on answers, newest first: conversation id, message id, rating, time."""
     rows: list[dict[str, Any]] = await request.app.state.web.feedback.all(limit)
     return rows
+
+
+# --- conversations and handoff ---------------------------------------------------------
+
+
+class HandoffIn(BaseModel):
+    reason: str = "asked through the admin API"
+
+
+class ResolveIn(BaseModel):
+    agent: str = "An agent"
+    close: bool = False
+
+
+class ConversationOut(BaseModel):
+    id: str
+    channel: str
+    status: str
+    turns: list[dict[str, Any]]
+
+
+@router.get("/conversations/{conversation_id}", responses={404: {"description": "unknown"}})
+async def get_conversation(
+    conversation_id: str, request: Request, components: AdminDep
+) -> ConversationOut:
+    """A conversation's status (bot, pending_human, human, closed) and its redacted turns."""
+    session, turns = await components.manager.resume(conversation_id)
+    return ConversationOut(
+        id=session.id,
+        channel=session.channel,
+        status=session.status,
+        turns=[t.to_json() for t in turns],
+    )
+
+
+@router.post("/conversations/{conversation_id}/handoff")
+async def hand_off(
+    conversation_id: str, body: HandoffIn, request: Request, components: AdminDep
+) -> dict[str, Any]:
+    """Hand the conversation to a person (the agents' Slack channel gets a thread)."""
+    await components.manager.session(conversation_id)  # 404 when unknown
+    desk = request.app.state.desk
+    if not desk.console:
+        raise HandoffUnavailable(
+            "no agent console: set SWITCHBOARD_SLACK__SUPPORT_CHANNEL (and the Slack app)"
+        )
+    done = await desk.request(conversation_id, body.reason, tell_customer=True)
+    return {"handed_off": done}
+
+
+@router.post("/conversations/{conversation_id}/resolve")
+async def resolve(
+    conversation_id: str, body: ResolveIn, request: Request, components: AdminDep
+) -> dict[str, Any]:
+    """End a person's part: the bot answers again (or, with `close`, the conversation ends)."""
+    await components.manager.session(conversation_id)
+    done = await request.app.state.desk.resolve(conversation_id, body.agent, close=body.close)
+    return {"resolved": done}
+
+
+class HandoffUnavailable(SwitchboardError):
+    code = "no_agent_console"
+    http_status = 409
+
+
+# --- background deliveries ---------------------------------------------------------------
+
+
+@router.get("/deliveries/dead")
+async def dead_deliveries(
+    request: Request, components: AdminDep, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Jobs that used up their tries (webhook deliveries, Slack posts), newest first: the job
+    (kind, payload, tries), the last error and when it failed."""
+    rows: list[dict[str, Any]] = await request.app.state.queue.dead(limit)
+    return rows
+
+
+@router.post(
+    "/deliveries/dead/{job_id}/replay", responses={404: {"description": "no such dead job"}}
+)
+async def replay_delivery(job_id: str, request: Request, components: AdminDep) -> dict[str, Any]:
+    """Queue a dead job again, with its tries reset."""
+    if not await request.app.state.queue.replay(job_id):
+        raise DeliveryNotFound(f"no dead job {job_id!r}")
+    return {"replayed": job_id}
+
+
+class DeliveryNotFound(SwitchboardError):
+    code = "delivery_not_found"
+    http_status = 404

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from bot.components import Components
 from bot.manager import ConversationManager
-from bot.types import InboundMessage, Message
+from bot.types import Accepted, InboundMessage, Message
 
 router = APIRouter()
 
@@ -44,9 +44,12 @@ class MessageIn(BaseModel):
 
 
 class MessageOut(BaseModel):
-    """The bot's final answer (PII redacted), as the websocket's final frame carries it."""
+    """The bot's final answer (PII redacted), as the websocket's final frame carries it.
 
-    type: Literal["message"] = "message"
+    `type` "relayed": a person handles the conversation; the message went to them (no
+    answer now; theirs is in the conversation's history)."""
+
+    type: Literal["message", "relayed"] = "message"
     id: str
     text: str
     citations: list[CitationOut]
@@ -106,9 +109,21 @@ async def post_message(body: MessageIn, manager: ManagerDep, request: Request) -
     ip = request.client.host if request.client else None
     inbound = InboundMessage(body.text, "rest", body.conversation_id, body.id, ip=ip)
     final: Message | None = None
+    accepted: Accepted | None = None
     async with aclosing(manager.respond(inbound)) as events:
         async for event in events:
             if isinstance(event, Message):
                 final = event
-    assert final is not None, "respond() always ends with a Message"
+            elif isinstance(event, Accepted):
+                accepted = event
+    if final is None:
+        assert accepted is not None and accepted.to_agent, "an answer or a relayed message"
+        return MessageOut(
+            type="relayed",
+            id=accepted.message_id,
+            text="",
+            citations=[],
+            conversation_id=accepted.conversation_id,
+            in_reply_to=accepted.in_reply_to,
+        )
     return message_out(final)

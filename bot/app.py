@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -18,9 +19,17 @@ from bot.admin import router as admin_router
 from bot.api import router as api_router
 from bot.components import Components, build_components
 from bot.errors import SwitchboardError
+from bot.handoff import HandoffDesk
+from bot.jobs import JobQueue, MemoryJobQueue, RedisJobQueue
+from bot.sessions import RedisSessionStore
 from bot.settings import Settings
+from connectors.kv import KeyValue
+from connectors.slack.channel import SlackChannel
+from connectors.slack.channel import router as slack_router
 from connectors.web import router as web_router
 from connectors.web.router import WebChannel
+from connectors.webhook.channel import WebhookChannels
+from connectors.webhook.channel import router as webhook_router
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +48,29 @@ def create_app(settings: Settings | None = None, components: Components | None =
             log.error("start-up failed: %s", exc.message)
             raise
         app.state.manager = parts.manager
-        app.state.web = await WebChannel.start(parts)
+        queue, reader = await open_queue(settings, parts)
+        desk = HandoffDesk(parts.manager, queue)
+        parts.manager.desk = desk
+        kv = KeyValue(getattr(parts.store, "client", None), settings.key_prefix)
+        app.state.queue, app.state.desk = queue, desk
+        app.state.web = await WebChannel.start(parts, desk)
+        app.state.slack = (
+            SlackChannel(settings, parts.manager, desk, queue, kv)
+            if settings.slack.enabled
+            else None
+        )
+        app.state.webhooks = WebhookChannels(settings, parts.manager, desk, queue, kv)
+        await queue.start()
         try:
             yield
         finally:
+            await queue.close()
+            if app.state.slack is not None:
+                await app.state.slack.close()
+            await app.state.webhooks.close()
             await app.state.web.close()
+            if reader is not None:
+                await reader.aclose()
             await parts.close()
 
     app = FastAPI(
@@ -56,6 +83,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.include_router(api_router)
     app.include_router(web_router)
     app.include_router(admin_router)
+    app.include_router(slack_router)
+    app.include_router(webhook_router)
 
     @app.exception_handler(SwitchboardError)
     async def _fault(request: Request, exc: SwitchboardError) -> JSONResponse:
@@ -64,3 +93,27 @@ def create_app(settings: Settings | None = None, components: Components | None =
         )
 
     return app
+
+
+async def open_queue(settings: Settings, parts: Components) -> tuple[JobQueue, Any]:
+    """The job queue: in Redis beside the conversations, else in this process's memory."""
+    jobs = settings.jobs
+    if isinstance(parts.store, RedisSessionStore) and settings.redis_url is not None:
+        from redis.asyncio import Redis
+
+        # The worker's blocking reads wait on a connection of their own.
+        reader = Redis.from_url(
+            settings.redis_url.get_secret_value(),
+            decode_responses=True,
+            socket_connect_timeout=3,
+            socket_timeout=10,
+        )
+        queue = RedisJobQueue(
+            parts.store.client,
+            reader,
+            settings.key_prefix,
+            claim_idle_s=jobs.claim_idle_s,
+            concurrency=jobs.concurrency,
+        )
+        return queue, reader
+    return MemoryJobQueue(jobs.concurrency), None

@@ -74,8 +74,8 @@ def open_turn(events: list[Event]) -> tuple[Event, list[Event]] | None:
         if kind == "error":  # ends its own turn only (a "busy" for another message does not)
             ended.add(frame.get("in_reply_to"))
         elif kind == "accepted":
-            if frame.get("in_reply_to") in ended:
-                return None
+            if frame.get("in_reply_to") in ended or frame.get("to_agent"):
+                return None  # ended, or relayed to a person (the bot does not answer it)
             return events[i], events[i + 1 :]
     return None
 

@@ -17,7 +17,8 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass
 
-from bot.errors import BadRequest, ConversationNotFound, ModelError
+from bot.errors import BadRequest, ConversationNotFound, ModelError, SwitchboardError
+from bot.handoff import WITH_AGENT, HandoffDesk
 from bot.llm.base import ChatMessage, GenerationParams, LanguageModel
 from bot.prompt import build_prompt
 from bot.sessions import Session, SessionStore
@@ -86,12 +87,15 @@ class ConversationManager:
         self.policies = policies
         self.retriever = retriever
         self.llm = llm
+        # Hands conversations to people (set by the app when channels are wired).
+        self.desk: HandoffDesk | None = None
 
     async def resume(self, conversation_id: str) -> tuple[Session, list[Turn]]:
         """A conversation and its stored (redacted) turns; raises `ConversationNotFound`."""
-        return await self._session(conversation_id), await self.store.history(conversation_id)
+        return await self.session(conversation_id), await self.store.history(conversation_id)
 
-    async def _session(self, conversation_id: str) -> Session:
+    async def session(self, conversation_id: str) -> Session:
+        """A conversation's metadata; raises `ConversationNotFound`."""
         session = await self.store.get(conversation_id)
         if session is None:
             raise ConversationNotFound(f"conversation {conversation_id!r} does not exist")
@@ -118,7 +122,7 @@ class ConversationManager:
 
     async def _session_for(self, message: InboundMessage) -> Session:
         if message.conversation_id:
-            return await self._session(message.conversation_id)
+            return await self.session(message.conversation_id)
         return await self.store.create(message.channel, message.user)
 
     async def respond(self, message: InboundMessage) -> AsyncGenerator[ReplyEvent, None]:
@@ -138,6 +142,26 @@ class ConversationManager:
         async with self.store.lock(session.id):
             turns = await self.store.history(session.id)
             sent = _sent(turns, message.client_message_id)
+            if session.status in WITH_AGENT and self.desk is not None:
+                # A person handles this conversation: the bot stays silent, the message
+                # goes to them.
+                if sent is None:
+                    stored = await policies.redact_for_storage(text, context)
+                    user_turn = Turn("user", stored, client_id=message.client_message_id or "")
+                    await self.store.append(session.id, [user_turn])
+                    await self.desk.customer_says(session, user_turn)
+                else:  # a resend: relayed already
+                    user_turn = sent[0]
+                yield Accepted(
+                    user_turn.message_id,
+                    user_turn.text,
+                    session.id,
+                    message.client_message_id,
+                    to_agent=True,
+                )
+                return
+            if session.status == "closed":  # the customer writes again: the bot answers
+                await self.store.set_status(session.id, "bot", ("closed",))
             if sent is not None and sent[1] is not None:
                 # A resend (a retry, a reconnect): the stored answer, not a second one.
                 yield self._final(session, sent[1], message.client_message_id)
@@ -162,6 +186,7 @@ class ConversationManager:
                 )
                 yield Token(reply.text)
                 self._log(record, started)
+                await self._hand_off(session.id, handoff)
                 yield self._final(session, reply, message.client_message_id, handoff)
                 return
             question, record.pii_in = verdict.text, verdict.entities
@@ -197,7 +222,7 @@ class ConversationManager:
         turn's lock is still held.
         """
         started = time.perf_counter()
-        session = await self._session(conversation_id)
+        session = await self.session(conversation_id)
         async with self.store.lock(session.id):
             keep = self._settings.sessions.history_turns
             turns = await self.store.history(session.id, keep + 2)
@@ -251,6 +276,7 @@ class ConversationManager:
             turns = [*history, user_turn, reply]
             handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
             self._log(record, started)
+            await self._hand_off(session.id, handoff)
             yield self._final(session, reply, asked.in_reply_to, handoff)
             return
         prompt = build_prompt(
@@ -286,6 +312,7 @@ class ConversationManager:
         turns = [*history, user_turn, answer]
         handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
         self._log(record, started)
+        await self._hand_off(session.id, handoff)
         yield self._final(session, answer, asked.in_reply_to, handoff)
 
     def _handoff(
@@ -308,6 +335,16 @@ class ConversationManager:
             event = {"conversation": conversation, "channel": channel, "reason": reason}
             audit.info("handoff %s", json.dumps(event))
         return reason
+
+    async def _hand_off(self, conversation_id: str, reason: str) -> None:
+        """Ask the desk for a person when the turn's triggers fired (a fault there costs the
+        handoff, never the answer)."""
+        if not reason or self.desk is None:
+            return
+        try:
+            await self.desk.request(conversation_id, reason, tell_customer=False)
+        except SwitchboardError as exc:
+            log.error("conversation %s: handoff failed: %s", conversation_id, exc.message)
 
     def _log(self, record: _TurnAudit, started: float) -> None:
         record.total_s = time.perf_counter() - started

@@ -2,7 +2,9 @@
 
 Redis layout (every key starts with the configured prefix, e.g. `sb:`):
 
-- `conv:{id}`         hash: channel, user, status (bot|human|closed), created, updated
+- `conv:{id}`         hash: channel, user, status (bot|pending_human|human|closed), created,
+                      updated, and `m:{name}` fields: what channels and the handoff desk keep
+                      about the conversation (where to reach the customer, the agents' thread)
 - `conv:{id}:turns`   list of JSON turns, capped at `max_turns`, oldest dropped
 - `lock:conv:{id}`    the per-conversation lock that serializes turns across replicas: a
                       lease of `lock_timeout_s`, renewed while the turn runs, so that a
@@ -19,9 +21,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 from bot.errors import Busy, StoreUnavailable
@@ -30,7 +32,8 @@ from bot.types import Turn, new_id
 
 log = logging.getLogger(__name__)
 
-Status = Literal["bot", "human", "closed"]
+Status = Literal["bot", "pending_human", "human", "closed"]
+STATUSES: tuple[Status, ...] = ("bot", "pending_human", "human", "closed")
 T = TypeVar("T")
 
 
@@ -44,6 +47,7 @@ class Session:
     status: Status = "bot"
     created: float = 0.0
     updated: float = 0.0
+    meta: Mapping[str, str] = field(default_factory=dict)  # see `SessionStore.set_meta`
 
 
 class SessionStore(Protocol):
@@ -62,6 +66,17 @@ class SessionStore(Protocol):
     async def get(self, conversation_id: str) -> Session | None: ...
 
     async def append(self, conversation_id: str, turns: Sequence[Turn]) -> None: ...
+
+    async def set_status(
+        self, conversation_id: str, status: Status, expect: Sequence[Status] = ()
+    ) -> bool:
+        """Set the status, atomically, if it is one of `expect` (any when empty); False if it
+        was not, or the conversation does not exist."""
+        ...
+
+    async def set_meta(self, conversation_id: str, fields: Mapping[str, str]) -> None:
+        """Keep small named strings with the conversation (read back as `Session.meta`)."""
+        ...
 
     async def history(self, conversation_id: str, limit: int | None = None) -> list[Turn]: ...
 
@@ -117,6 +132,21 @@ class InMemorySessionStore:
         del stored[: max(0, len(stored) - self._settings.max_turns)]
         self._sessions[conversation_id] = replace(session, updated=self._clock())
 
+    async def set_status(
+        self, conversation_id: str, status: Status, expect: Sequence[Status] = ()
+    ) -> bool:
+        session = await self.get(conversation_id)
+        if session is None or (expect and session.status not in expect):
+            return False
+        self._sessions[conversation_id] = replace(session, status=status)
+        return True
+
+    async def set_meta(self, conversation_id: str, fields: Mapping[str, str]) -> None:
+        session = await self.get(conversation_id)
+        if session is not None:
+            meta = {**session.meta, **fields}
+            self._sessions[conversation_id] = replace(session, meta=meta)
+
     async def history(self, conversation_id: str, limit: int | None = None) -> list[Turn]:
         if limit == 0:
             return []
@@ -148,6 +178,7 @@ class RedisSessionStore:
         self._settings = settings
         self._prefix = prefix
         self._redis: Any = None
+        self._set_status: Any = None
         self.description = f"redis ({_safe_url(url)}, key prefix {prefix!r})"
 
     @property
@@ -161,6 +192,7 @@ class RedisSessionStore:
         self._redis = aioredis.Redis.from_url(
             self._url, decode_responses=True, socket_connect_timeout=3, socket_timeout=10
         )
+        self._set_status = self._redis.register_script(_SET_STATUS)
         if not await self.ping():
             raise StoreUnavailable(
                 f"cannot reach Redis at {_safe_url(self._url)}: is it running? "
@@ -216,7 +248,20 @@ class RedisSessionStore:
             data["status"],
             float(data["created"]),
             float(data["updated"]),
+            {k[2:]: v for k, v in data.items() if k.startswith("m:")},
         )
+
+    async def set_status(
+        self, conversation_id: str, status: Status, expect: Sequence[Status] = ()
+    ) -> bool:
+        key = self._conv(conversation_id)
+        done = await self._call(lambda: self._set_status(keys=[key], args=[status, *expect]))
+        return bool(done)
+
+    async def set_meta(self, conversation_id: str, fields: Mapping[str, str]) -> None:
+        key = self._conv(conversation_id)
+        mapping = {"m:" + name: value for name, value in fields.items()}
+        await self._call(lambda: self._redis.hset(key, mapping=mapping))
 
     async def append(self, conversation_id: str, turns: Sequence[Turn]) -> None:
         key, turns_key = self._conv(conversation_id), self._conv(conversation_id) + ":turns"
@@ -282,6 +327,20 @@ class RedisSessionStore:
     async def locked(self, conversation_id: str) -> bool:
         key = f"{self._prefix}lock:conv:{conversation_id}"
         return bool(await self._call(lambda: self._redis.exists(key)))
+
+
+# Compare-and-set of a conversation's status: ARGV[1] the new one, ARGV[2..] the expected.
+_SET_STATUS = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+if #ARGV > 1 then
+  local ok = false
+  for i = 2, #ARGV do if status == ARGV[i] then ok = true end end
+  if not ok then return 0 end
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+return 1
+"""
 
 
 async def store_call(pending: Awaitable[T]) -> T:

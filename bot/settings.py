@@ -218,6 +218,78 @@ class WebSettings(BaseModel):
     )
 
 
+class SlackSettings(BaseModel):
+    """The Slack app: customers and staff ask the bot in Slack; agents take handoffs there."""
+
+    signing_secret: SecretStr | None = Field(
+        None, description="The app's signing secret (Basic Information); unset: Slack is off."
+    )
+    bot_token: SecretStr | None = Field(None, description="The bot token (xoxb-...).")
+    api_url: str = Field(
+        "https://slack.com/api", description="Slack's Web API root (tests point it elsewhere)."
+    )
+    support_channel: str | None = Field(
+        None,
+        description="The channel id (C...) where handoffs open a thread for the agents; unset: "
+        "no handoff to people (it is only recorded).",
+    )
+    bot_user_id: str | None = Field(
+        None, description="The bot's user id (U...); unset: asked from Slack (auth.test)."
+    )
+    max_message_chars: int = Field(
+        3000, ge=200, le=40_000, description="Longer answers are split into several messages."
+    )
+    timeout_s: float = Field(10.0, gt=0, description="One Web API call.")
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @property
+    def enabled(self) -> bool:
+        return self.signing_secret is not None and self.bot_token is not None
+
+
+class WebhookSettings(BaseModel):
+    """One generic webhook channel (an SMS gateway, an email bridge, a mobile app)."""
+
+    secrets: list[SecretStr] = Field(
+        min_length=1,
+        description="HMAC secrets: inbound requests may be signed with any of them (rotation); "
+        "outbound deliveries are signed with the first.",
+    )
+    url: str | None = Field(
+        None, description="Where the bot's replies and handoff events are POSTed; unset: none."
+    )
+    timeout_s: float = Field(10.0, gt=0, description="One outbound delivery attempt.")
+    max_attempts: int = Field(8, ge=1, le=50, description="Tries before the dead-letter list.")
+    backoff_s: float = Field(
+        2.0, gt=0, description="First retry delay; doubles each try, with full jitter."
+    )
+    backoff_max_s: float = Field(600.0, gt=0, description="Longest delay between tries.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+
+class JobSettings(BaseModel):
+    """The background work queue (Slack and webhook turns, outbound deliveries)."""
+
+    concurrency: int = Field(8, ge=1, le=256, description="Jobs one process runs at once.")
+    claim_idle_s: float = Field(
+        30.0,
+        ge=1,
+        description="A job whose process went silent this long is run by another process.",
+    )
+
+
 class Settings(BaseSettings):
     """All of Switchboard's settings."""
 
@@ -256,6 +328,26 @@ class Settings(BaseSettings):
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    webhooks: dict[str, WebhookSettings] = Field(
+        default_factory=dict,
+        description='Generic webhook channels by name, as JSON: {"sms": {"secrets": ["..."], '
+        '"url": "https://gateway.example.com/replies"}}.',
+    )
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    public_url: str | None = Field(
+        None,
+        description="This service's public address (https://bot.example.com): Slack and webhook "
+        "replies link citations of documents there.",
+    )
+
+    @field_validator("webhooks")
+    @classmethod
+    def _webhook_names(cls, value: dict[str, WebhookSettings]) -> dict[str, WebhookSettings]:
+        for name in value:
+            if not name or not all(c.isalnum() or c in "-_" for c in name) or len(name) > 64:
+                raise ValueError(f"{name!r}: a webhook name is letters, digits, '-' and '_'")
+        return value
 
     @field_validator("redis_url")
     @classmethod

@@ -61,10 +61,13 @@ class Turn:
     message_id: str = field(default_factory=new_id)
     created: float = field(default_factory=time.time)
     citations: tuple[Citation, ...] = ()
-    # For assistant turns that are not answers: "no_answer", "blocked", "fallback".
+    # For assistant turns that are not answers: "no_answer", "blocked", "fallback", and
+    # "agent" for a person's message.
     kind: str = ""
     # The id the client gave a user message: a resend with the same id is answered once.
     client_id: str = ""
+    # Who wrote an assistant turn of kind "agent" (the person's display name).
+    author: str = ""
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -78,6 +81,8 @@ class Turn:
             data["kind"] = self.kind
         if self.client_id:
             data["client_id"] = self.client_id
+        if self.author:
+            data["author"] = self.author
         return data
 
     @classmethod
@@ -95,6 +100,7 @@ class Turn:
             citations=tuple(Citation(str(c["title"]), str(c["source"])) for c in raw_citations),
             kind=str(data.get("kind") or ""),
             client_id=str(data.get("client_id") or ""),
+            author=str(data.get("author") or ""),
         )
 
 
@@ -109,6 +115,8 @@ class Accepted:
     text: str  # as stored: redacted
     conversation_id: str
     in_reply_to: str | None = None
+    # A person handles the conversation: the message went to them, the bot stays silent.
+    to_agent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,9 @@ class Messages(Strict):
         "I don't know the answer to that, and I'd rather not guess. "
         "Would you like to talk to a person?"
     )
+    handoff: NonEmptyText = "I've asked a person to join this conversation; they'll reply here."
+    agent_joined: NonEmptyText = "{name} has joined the conversation."
+    bot_back: NonEmptyText = "You're back with the assistant."
 
 
 StageName = Literal["pii", "injection", "toxicity", "topics", "limits", "links", "handoff"]

@@ -20,7 +20,9 @@ Server frames:
     {"type": "conversation", "conversation_id", "resume_token"}   a new conversation began
     Logged events, each with its "seq" (the conversation's sequence number):
     {"type": "accepted", "id", "text", "in_reply_to", "at"}   the message is stored
-                                                               (redacted text)
+                                                               (redacted text); with
+                                                               "to_agent": true it went to a
+                                                               person and the bot is silent
     {"type": "token", "text"}                                   zero or more per answer
     {"type": "notice", "code", "text"}
     {"type": "message", "id", "text", "citations": [{"title", "source"}],
@@ -28,7 +30,9 @@ Server frames:
                                                                is the whole answer (after a
                                                                notice "answer_withdrawn" it
                                                                replaces the tokens shown)
-    {"type": "agent", "state": "human" | "bot", "name"}         a person took over / left
+    {"type": "message", "kind": "agent", "author", "id", "text", "at", ...}   a person's
+                                                               message (handoff)
+    {"type": "agent", "state": "human" | "bot" | "closed", "name"}   a person took over / left
     {"type": "feedback", "message_id", "rating"}
     {"type": "error", "code", "message", "in_reply_to"}
     Not logged: {"type": "error", ...} for a bad frame, {"type": "pong"}.
@@ -62,8 +66,9 @@ from bot.events import (
     RedisEventLog,
     open_turn,
 )
+from bot.handoff import HandoffDesk
 from bot.manager import ConversationManager
-from bot.sessions import RedisSessionStore
+from bot.sessions import RedisSessionStore, Session
 from bot.settings import Settings
 from bot.types import InboundMessage, Turn
 from connectors.web.security import Denied, Signer, TokenBucket, WidgetGrant, shared_secret
@@ -94,7 +99,7 @@ class WebChannel:
     reader: Any | None = None  # the Redis client of the websockets' blocking reads
 
     @classmethod
-    async def start(cls, components: Components) -> WebChannel:
+    async def start(cls, components: Components, desk: HandoffDesk | None = None) -> WebChannel:
         settings = components.settings
         store, redis, reader = components.store, None, None
         events: EventLog
@@ -119,6 +124,12 @@ class WebChannel:
         runner = TurnRunner(components.manager, events, settings.web.article_base_url)
         feedback = FeedbackStore(redis, settings.key_prefix)
         signer = Signer(secret, settings.web)
+        if desk is not None:  # agents' messages reach widgets through the event log
+
+            async def deliver(session: Session, frame: dict[str, Any]) -> None:
+                await events.append(session.id, frame)
+
+            desk.channels["web"] = deliver
         return cls(settings, components, events, runner, signer, feedback, reader)
 
     async def close(self) -> None:
@@ -357,8 +368,8 @@ class _ChatSession:
                 await self.send(event.wire())
                 after = event.seq
                 kind = event.frame.get("type")
-                if kind == "accepted":
-                    open_, asked = True, event.frame.get("in_reply_to")
+                if kind == "accepted":  # a message relayed to a person gets no bot answer
+                    open_, asked = not event.frame.get("to_agent"), event.frame.get("in_reply_to")
                 elif kind == "message" or (
                     kind == "error" and event.frame.get("in_reply_to") == asked
                 ):

@@ -54,6 +54,7 @@ def event_frame(event: ReplyEvent, base: str | None = None) -> dict[str, Any] | 
             "conversation_id": event.conversation_id,
             "in_reply_to": event.in_reply_to,
             "at": time.time(),
+            **({"to_agent": True} if event.to_agent else {}),
         }
     if isinstance(event, Notice):
         return {"type": "notice", "code": event.code, "text": event.text}

@@ -1,0 +1,169 @@
+"""Handing a conversation to a person, and back: the states, and who hears what.
+
+A conversation's `status` (kept with the session in Redis, changed atomically):
+
+    bot ──request──▶ pending_human ──an agent replies──▶ human ──resolve──▶ bot
+                                  └───────────────resolve / close─────────▶ bot | closed
+
+`request` comes from the turn pipeline (the policy's handoff triggers: the customer asked
+for a person, the bot could not answer several times, too many blocked messages) or from the
+admin API. While the status is `pending_human` or `human` the bot stays silent: the
+customer's messages are stored (redacted) and relayed to the agents' console. A customer
+writing to a `closed` conversation starts over with the bot.
+
+The desk knows no wire format. The agents' console (the Slack connector) handles the jobs
+`handoff.open` (post the thread), `handoff.relay` (a customer message for the agents) and
+`handoff.note` (a line for the agents, e.g. "resolved"). Each customer channel registers how
+its customers are reached (`channels[name]`): the web channel appends to the conversation's
+event log in Redis, which every API process's websockets tail, so an agent's reply handled by
+one process reaches a widget connected to another.
+
+Frames delivered to customers (the web channel's wire shapes; other channels render them):
+    {"type": "message", "kind": "agent", "author", "id", "text", ...}   an agent's message
+    {"type": "agent", "state": "human" | "bot" | "closed", "name"}     joined / left
+    {"type": "notice", "code": "handoff", "text"}                       a person was asked
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from bot.sessions import Session, SessionStore, Status
+from bot.types import Turn
+from policies.base import Context
+
+if TYPE_CHECKING:
+    from bot.jobs import JobQueue
+    from bot.manager import ConversationManager
+
+log = logging.getLogger(__name__)
+audit = logging.getLogger("switchboard.audit")
+
+Deliver = Callable[[Session, dict[str, Any]], Awaitable[None]]
+WITH_AGENT: tuple[Status, ...] = ("pending_human", "human")
+
+
+def agent_frame(turn: Turn, conversation_id: str) -> dict[str, Any]:
+    """The customer-facing frame of an agent's (stored, redacted) message."""
+    return {
+        "type": "message",
+        "kind": "agent",
+        "author": turn.author,
+        "id": turn.message_id,
+        "text": turn.text,
+        "citations": [],
+        "conversation_id": conversation_id,
+        "in_reply_to": None,
+        "handoff": "",
+        "at": turn.created,
+    }
+
+
+class HandoffDesk:
+    """Moves conversations between the bot and people, and carries their messages."""
+
+    def __init__(self, manager: ConversationManager, queue: JobQueue) -> None:
+        self.manager = manager
+        self.queue = queue
+        self.channels: dict[str, Deliver] = {}
+        # Set by the connector that hosts the agents (Slack with a support channel). Without
+        # one a handoff is only recorded in the audit log and the bot keeps answering.
+        self.console = ""
+
+    @property
+    def store(self) -> SessionStore:
+        return self.manager.store
+
+    async def _session(self, conversation_id: str) -> Session:
+        return await self.manager.session(conversation_id)
+
+    async def request(self, conversation_id: str, reason: str, *, tell_customer: bool) -> bool:
+        """Ask for a person; False when there is no console or a person is already on it.
+
+        `tell_customer`: say so on the customer's channel (the pipeline's final message
+        already carries the handoff, so turns pass False).
+        """
+        if not self.console:
+            log.info(
+                "conversation %s: handoff (%s) recorded; no agent console", conversation_id, reason
+            )
+            return False
+        if not await self.store.set_status(conversation_id, "pending_human", ("bot", "closed")):
+            return False
+        await self.queue.put("handoff.open", {"conversation": conversation_id, "reason": reason})
+        audit.info(
+            "handoff %s",
+            json.dumps(
+                {"conversation": conversation_id, "state": "pending_human", "reason": reason}
+            ),
+        )
+        if tell_customer:
+            session = await self._session(conversation_id)
+            text = self.manager.policies.messages(session.channel).handoff
+            await self.deliver(session, {"type": "notice", "code": "handoff", "text": text})
+        return True
+
+    async def customer_says(self, session: Session, turn: Turn) -> None:
+        """A customer's (stored, redacted) message while a person handles the conversation."""
+        await self.queue.put(
+            "handoff.relay",
+            {"conversation": session.id, "message_id": turn.message_id, "text": turn.text},
+        )
+
+    async def agent_says(
+        self, conversation_id: str, agent: str, text: str, key: str = ""
+    ) -> Turn | None:
+        """An agent's message to the customer: stored redacted, delivered on the customer's
+        channel. The first one moves `pending_human` to `human`. None when no person is on
+        the conversation any more (a stale thread). `key` (e.g. Slack's event id) makes a
+        repeat of the same message a no-op."""
+        session = await self._session(conversation_id)
+        if session.status not in WITH_AGENT:
+            return None
+        if key:
+            for turn in await self.store.history(conversation_id):
+                if turn.kind == "agent" and turn.client_id == key:
+                    return turn  # delivered already
+        if session.status == "pending_human" and await self.store.set_status(
+            conversation_id, "human", ("pending_human",)
+        ):
+            audit.info(
+                "handoff %s", json.dumps({"conversation": conversation_id, "state": "human"})
+            )
+            await self.deliver(session, {"type": "agent", "state": "human", "name": agent})
+        context = Context("storage", channel=session.channel, conversation=conversation_id)
+        redacted = await self.manager.policies.redact_for_storage(text, context)
+        turn = Turn("assistant", redacted, kind="agent", author=agent, client_id=key)
+        await self.store.append(conversation_id, [turn])
+        await self.deliver(session, agent_frame(turn, conversation_id))
+        return turn
+
+    async def resolve(self, conversation_id: str, agent: str, *, close: bool = False) -> bool:
+        """The person is done: the bot answers again (or the conversation is closed).
+        False when no person was on it."""
+        state: Status = "closed" if close else "bot"
+        if not await self.store.set_status(conversation_id, state, WITH_AGENT):
+            return False
+        audit.info("handoff %s", json.dumps({"conversation": conversation_id, "state": state}))
+        session = await self._session(conversation_id)
+        await self.deliver(session, {"type": "agent", "state": state, "name": agent})
+        done = "closed the conversation" if close else "resolved it; the assistant is back"
+        await self.queue.put(
+            "handoff.note", {"conversation": conversation_id, "text": f"{agent} {done}."}
+        )
+        return True
+
+    async def deliver(self, session: Session, frame: dict[str, Any]) -> None:
+        """Send `frame` to the customer on their channel."""
+        deliver = self.channels.get(session.channel)
+        if deliver is None:  # e.g. the REST channel: the history shows it
+            log.info(
+                "conversation %s: no way to reach %s customers; stored only",
+                session.id,
+                session.channel,
+            )
+            return
+        await deliver(session, frame)

@@ -1,0 +1,538 @@
+"""The Slack channel: the bot answers in Slack, and agents take handoffs in a support channel.
+
+Inbound (every request verified with the signing secret, acknowledged at once; the work is
+a job in the durable queue, so a process dying after the acknowledgement loses nothing):
+
+- `POST /slack/events` (Events API): `url_verification` is answered; an `app_mention` or a
+  direct message starts a turn (a thread is a conversation; a DM channel is one); a message
+  in a handoff thread of the support channel is an agent's reply to the customer. Bot
+  messages (ours included) and edits are ignored. Deliveries are deduplicated by `event_id`,
+  so Slack's retries (`X-Slack-Retry-Num`) never produce a second reply.
+- `POST /slack/commands`: `/ask QUESTION` answers in the channel; `/switchboard resolve|close|
+  handoff CONVERSATION_ID` for agents.
+- `POST /slack/interactions`: the Resolve and Close buttons of a handoff thread.
+
+Text is redacted by the policy's storage point before it is queued: nothing un-redacted is
+kept in Redis, not even for the moments before the turn runs.
+
+Outbound: answers through `chat.postMessage` in the thread, markdown turned into mrkdwn,
+long answers split, citations as links; each piece remembered once posted, so a job run
+again after a crash does not post it twice. Slack's 429s are waited out (`Retry-After`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from contextlib import aclosing
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from bot.errors import BadRequest, Busy, ConversationNotFound, StoreUnavailable, SwitchboardError
+from bot.handoff import HandoffDesk
+from bot.jobs import GiveUp, Job, JobQueue, RetryLater, backoff
+from bot.manager import ConversationManager
+from bot.settings import Settings
+from bot.types import InboundMessage, Message
+from connectors.kv import KeyValue
+from connectors.slack.api import RateLimited, SlackApi, SlackApiError
+from connectors.slack.format import escape, sources, split, to_mrkdwn
+from connectors.slack.signature import InvalidSignature, verify_slack_request
+from connectors.web.turns import citation_url
+from policies.base import Context
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/slack", tags=["channels"])
+
+RESOLVE, CLOSE = "switchboard_resolve", "switchboard_close"
+POSTED_TTL_S = 24 * 3600
+_MENTION = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>\s*")
+
+
+class SlackChannel:
+    """One process's Slack connector: the routes' work, the jobs, the agents' console."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        manager: ConversationManager,
+        desk: HandoffDesk,
+        queue: JobQueue,
+        kv: KeyValue,
+    ) -> None:
+        slack = settings.slack
+        assert slack.signing_secret is not None and slack.bot_token is not None
+        self.settings = settings
+        self.manager = manager
+        self.desk = desk
+        self.queue = queue
+        self.kv = kv
+        self.api = SlackApi(slack.bot_token.get_secret_value(), slack.api_url, slack.timeout_s)
+        self._secret = slack.signing_secret.get_secret_value()
+        self._bot_user = slack.bot_user_id
+        self._names: dict[str, str] = {}
+        self._ttl = settings.sessions.ttl_s
+        self.support = slack.support_channel
+        queue.handle("slack.turn", self._turn)
+        queue.handle("slack.agent", self._agent)
+        queue.handle("slack.post", self._post_job)
+        desk.channels["slack"] = self._deliver
+        if self.support:
+            desk.console = "slack"
+            queue.handle("handoff.open", self._open)
+            queue.handle("handoff.relay", self._relay)
+            queue.handle("handoff.note", self._note)
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    def verify(self, headers: Any, body: bytes) -> None:
+        verify_slack_request(self._secret, headers, body)
+
+    # --- who is who ---------------------------------------------------------------------
+
+    async def bot_user(self) -> str | None:
+        if self._bot_user is None:
+            try:
+                self._bot_user = str((await self.api.call("auth.test"))["user_id"])
+            except (SlackApiError, RateLimited, httpx.HTTPError, KeyError) as exc:
+                log.warning("slack: auth.test failed (%s); set SWITCHBOARD_SLACK__BOT_USER_ID", exc)
+        return self._bot_user
+
+    async def user_name(self, user: str) -> str:
+        """A Slack user's display name (for the customer to see who is answering)."""
+        if user not in self._names:
+            try:
+                info = (await self.api.call("users.info", user=user))["user"]
+                profile = info.get("profile") or {}
+                name = profile.get("display_name") or profile.get("real_name") or info.get("name")
+                self._names[user] = str(name or "An agent")
+            except (SlackApiError, RateLimited, httpx.HTTPError, KeyError, TypeError) as exc:
+                log.warning("slack: users.info failed: %s", exc)
+                return "An agent"
+        return self._names[user]
+
+    # --- inbound ------------------------------------------------------------------------
+
+    async def on_event(self, payload: dict[str, Any]) -> None:
+        """Queue the work an Events API callback asks for (nothing for what we ignore)."""
+        event, event_id = payload.get("event"), payload.get("event_id")
+        if not isinstance(event, dict) or not isinstance(event_id, str):
+            return
+        user, channel = event.get("user"), event.get("channel")
+        if event.get("bot_id") or event.get("subtype") or not user or not channel:
+            return  # bots (ourselves included), edits, joins...
+        if user == await self.bot_user():
+            return
+        kind, thread = event.get("type"), event.get("thread_ts")
+        text = _MENTION.sub("", str(event.get("text") or "")).strip()
+        if channel == self.support:
+            if kind == "message" and thread:  # an agent, in a handoff's thread
+                cid = await self.kv.get(f"slack:handoff:{channel}:{thread}")
+                if cid is not None and text:
+                    redacted = await self._redact(text, cid, "slack")
+                    payload = {"conversation": cid, "user": user, "text": redacted, "key": event_id}
+                    await self.queue.put("slack.agent", payload, once=f"slack:{event_id}")
+            return
+        direct = kind == "message" and event.get("channel_type") == "im"
+        if kind != "app_mention" and not direct:
+            return
+        if not text:
+            return
+        # A mention starts (or continues) the thread under it; a DM channel is one conversation.
+        reply_in = thread or (None if direct else event.get("ts"))
+        team = str(payload.get("team_id") or "")
+        cid = await self.conversation(team, channel, thread if direct else reply_in, user)
+        job = {
+            "conversation": cid,
+            "text": await self._redact(text, cid, "slack"),
+            "key": event_id,
+            "channel": channel,
+            "thread_ts": reply_in,
+        }
+        await self.queue.put("slack.turn", job, once=f"slack:{event_id}")
+
+    async def conversation(self, team: str, channel: str, thread: str | None, user: str) -> str:
+        """The conversation of a Slack thread (or DM channel), made on first use."""
+        key = f"slack:conv:{team}:{channel}:{thread or '-'}"
+        cid = await self.kv.get(key)
+        if cid is not None and await self.manager.store.get(cid) is not None:
+            return cid
+        session = await self.manager.store.create("slack", _user_id(team, user))
+        meta = {"slack_channel": channel, "slack_thread": thread or ""}
+        await self.manager.store.set_meta(session.id, meta)
+        if cid is None:
+            if not await self.kv.put(key, session.id, self._ttl, only_new=True):
+                return await self.kv.get(key) or session.id  # another delivery made it first
+        else:  # the thread's conversation expired: a new one
+            await self.kv.put(key, session.id, self._ttl)
+        return session.id
+
+    async def _redact(self, text: str, cid: str, channel: str) -> str:
+        context = Context("storage", channel=channel, conversation=cid)
+        return await self.manager.policies.redact_for_storage(text, context)
+
+    async def on_command(self, form: dict[str, str]) -> dict[str, Any]:
+        """A slash command; the reply is the command's (ephemeral) response."""
+        command, text = form.get("command", ""), form.get("text", "").strip()
+        user, channel = form.get("user_id", ""), form.get("channel_id", "")
+        if command.lstrip("/") == "switchboard":
+            return await self._agent_command(text, user)
+        if not text:
+            return _ephemeral(f"Ask a question: `{command} How long do refunds take?`")
+        team = form.get("team_id", "")
+        session = await self.manager.store.create("slack", _user_id(team, user))
+        await self.manager.store.set_meta(
+            session.id, {"slack_channel": channel, "slack_thread": "", "slack_team": team}
+        )
+        key = form.get("trigger_id") or hashlib.sha256(json.dumps(form).encode()).hexdigest()
+        job = {
+            "conversation": session.id,
+            "text": await self._redact(text, session.id, "slack"),
+            "key": key,
+            "channel": channel,
+            "thread_ts": None,
+            "asked_by": user,
+            "team": team,
+        }
+        await self.queue.put("slack.turn", job, once=f"slack:cmd:{key}")
+        return _ephemeral("Looking that up…")
+
+    async def _agent_command(self, text: str, user: str) -> dict[str, Any]:
+        verb, _, arg = text.partition(" ")
+        cid = arg.strip()
+        usage = (
+            "`/switchboard resolve ID` hands the conversation back to the bot, "
+            "`/switchboard close ID` ends it, `/switchboard handoff ID` asks for a person. "
+            "ID is the conversation id in the handoff thread's first message (or use its "
+            "buttons)."
+        )
+        if verb not in ("resolve", "close", "handoff") or not cid:
+            return _ephemeral(usage)
+        try:
+            if verb == "handoff":
+                done = await self.desk.request(cid, "asked by an agent", tell_customer=True)
+                return _ephemeral("Handed to a person." if done else "A person is already on it.")
+            done = await self.desk.resolve(cid, await self.user_name(user), close=verb == "close")
+        except ConversationNotFound:
+            return _ephemeral(f"No conversation {cid!r}.")
+        return _ephemeral("Done." if done else "No person was on that conversation.")
+
+    async def on_action(self, payload: dict[str, Any]) -> None:
+        """A button of a handoff thread."""
+        user = (payload.get("user") or {}).get("id", "")
+        for action in payload.get("actions") or []:
+            if action.get("action_id") in (RESOLVE, CLOSE) and action.get("value"):
+                name = await self.user_name(user)
+                close = action["action_id"] == CLOSE
+                try:
+                    await self.desk.resolve(str(action["value"]), name, close=close)
+                except ConversationNotFound:
+                    log.info("slack: button for an expired conversation")
+
+    # --- jobs ---------------------------------------------------------------------------
+
+    async def _turn(self, job: Job) -> None:
+        p = job.payload
+        inbound = InboundMessage(p["text"], "slack", p["conversation"], p["key"], p.get("user"))
+        final: Message | None = None
+        try:
+            async with aclosing(self.manager.respond(inbound)) as events:
+                async for event in events:
+                    if isinstance(event, Message):
+                        final = event
+        except ConversationNotFound as exc:
+            raise GiveUp(exc.message) from None
+        except (StoreUnavailable, Busy) as exc:
+            raise RetryLater(backoff(job.attempt, 2.0, 60.0), exc.message) from None
+        except BadRequest as exc:  # e.g. too long: say so in the thread
+            await self.post(p["channel"], p["thread_ts"], escape(exc.message), f"turn:{job.id}")
+            return
+        if final is None:
+            return  # a person handles this conversation: relayed to them
+        text = to_mrkdwn(final.text)
+        if final.handoff and self.desk.console:
+            text += "\n\n" + escape(self.manager.policies.messages("slack").handoff)
+        base = self.settings.public_url
+        line = sources(final.citations, lambda source: _link(source, base, self.settings))
+        if line:
+            text += "\n\n" + line
+        if p.get("asked_by"):
+            text = f"<@{p['asked_by']}> asked: {escape(p['text'])}\n\n{text}"
+        ts = await self.post(p["channel"], p["thread_ts"], text, f"turn:{p['key']}")
+        if p.get("asked_by") and ts:  # replies in the answer's thread continue it
+            key = f"slack:conv:{p.get('team', '')}:{p['channel']}:{ts}"
+            await self.kv.put(key, p["conversation"], self._ttl)
+            await self.manager.store.set_meta(p["conversation"], {"slack_thread": ts})
+
+    async def post(self, channel: str, thread: str | None, text: str, key: str) -> str | None:
+        """Post `text` (split as needed) once per `key`; the first piece's ts."""
+        first = None
+        for i, piece in enumerate(split(text, self.settings.slack.max_message_chars)):
+            mark = f"slack:posted:{key}:{i}"
+            if (ts := await self.kv.get(mark)) is None:
+                try:
+                    sent = await self.api.call(
+                        "chat.postMessage",
+                        channel=channel,
+                        thread_ts=thread,
+                        text=piece,
+                        unfurl_links=False,
+                        unfurl_media=False,
+                    )
+                except RateLimited as exc:
+                    raise RetryLater(exc.retry_after, str(exc)) from None
+                except httpx.HTTPError as exc:
+                    raise RetryLater(5.0, f"slack unreachable: {exc}") from None
+                except SlackApiError as exc:
+                    raise GiveUp(str(exc)) from None
+                ts = str(sent.get("ts", ""))
+                await self.kv.put(mark, ts, POSTED_TTL_S)
+            first = first or ts
+        return first
+
+    async def _post_job(self, job: Job) -> None:
+        p = job.payload
+        await self.post(p["channel"], p.get("thread_ts"), p["text"], f"job:{job.id}")
+
+    async def _agent(self, job: Job) -> None:
+        p = job.payload
+        name = await self.user_name(p["user"])
+        turn = await self.desk.agent_says(p["conversation"], name, p["text"], key=p["key"])
+        if turn is None:
+            await self._note_job(
+                p["conversation"],
+                "The assistant has this conversation again; "
+                "that message was not sent. Use /switchboard handoff to take it.",
+                f"stale:{job.id}",
+            )
+
+    # --- the agents' console -------------------------------------------------------------
+
+    async def _thread(self, cid: str) -> str | None:
+        session = await self.manager.session(cid)
+        return session.meta.get("agent_thread") or None
+
+    async def _open(self, job: Job) -> None:
+        """Open (or reopen) the handoff's thread: header with buttons, summary, transcript."""
+        assert self.support is not None
+        cid, reason = job.payload["conversation"], job.payload["reason"]
+        session = await self.manager.session(cid)
+        thread = session.meta.get("agent_thread")
+        if not thread:
+            header = (
+                f"*A customer needs a person* ({escape(session.channel)}): {escape(reason)}\n"
+                f"Reply in this thread to answer them. Conversation `{cid}`"
+            )
+            blocks = [
+                {"type": "section", "text": {"type": "mrkdwn", "text": header}},
+                {
+                    "type": "actions",
+                    "elements": [
+                        _button("Resolve", RESOLVE, cid, "primary"),
+                        _button("Close", CLOSE, cid, None),
+                    ],
+                },
+            ]
+            try:
+                root = await self.api.call(
+                    "chat.postMessage", channel=self.support, text=header, blocks=blocks
+                )
+            except RateLimited as exc:
+                raise RetryLater(exc.retry_after, str(exc)) from None
+            except httpx.HTTPError as exc:
+                raise RetryLater(5.0, f"slack unreachable: {exc}") from None
+            thread = str(root["ts"])
+            await self.manager.store.set_meta(cid, {"agent_thread": thread})
+            await self.kv.put(f"slack:handoff:{self.support}:{thread}", cid, self._ttl)
+        else:
+            await self.kv.put(f"slack:handoff:{self.support}:{thread}", cid, self._ttl)
+        turns = await self.manager.store.history(cid)
+        users = [t.text for t in turns if t.role == "user"]
+        summary = f"*Summary:* {len(turns)} messages on {escape(session.channel)}; why: " + escape(
+            reason
+        )
+        if users:
+            summary += f"\n*First question:* {escape(users[0][:300])}"
+            summary += f"\n*Last message:* {escape(users[-1][:300])}"
+        lines = [summary, "*Transcript:*"]
+        for turn in turns:
+            who = "Customer" if turn.role == "user" else (turn.author or "Bot")
+            lines.append(f"*{escape(who)}:* {escape(await self._reveal(cid, turn.text))}")
+        await self.post(self.support, thread, "\n".join(lines), f"open:{job.id}")
+
+    async def _reveal(self, cid: str, text: str) -> str:
+        """The text with the conversation's pseudonyms revealed, where the policy allows."""
+        try:
+            return await self.manager.policies.reveal(cid, text)
+        except (PermissionError, SwitchboardError):
+            return text
+
+    async def _relay(self, job: Job) -> None:
+        p = job.payload
+        thread = await self._thread(p["conversation"])
+        if thread is None:  # the thread is not posted yet: after it
+            raise RetryLater(2.0, "the handoff thread is not open yet")
+        text = "*Customer:* " + escape(await self._reveal(p["conversation"], p["text"]))
+        assert self.support is not None
+        await self.post(self.support, thread, text, f"relay:{p['message_id']}")
+
+    async def _note(self, job: Job) -> None:
+        await self._note_job(job.payload["conversation"], job.payload["text"], f"note:{job.id}")
+
+    async def _note_job(self, cid: str, text: str, key: str) -> None:
+        thread = await self._thread(cid)
+        if thread is not None and self.support is not None:
+            await self.post(self.support, thread, "_" + escape(text) + "_", key)
+
+    # --- customers on Slack --------------------------------------------------------------
+
+    async def _deliver(self, session: Any, frame: dict[str, Any]) -> None:
+        """An agent's message (or a handoff change) to a customer in their Slack thread."""
+        messages = self.manager.policies.messages("slack")
+        kind = frame.get("type")
+        if kind == "message":
+            text = f"*{escape(frame.get('author') or 'Agent')}:* {to_mrkdwn(frame['text'])}"
+        elif kind == "agent":
+            name = frame.get("name") or "An agent"
+            text = (
+                messages.agent_joined.format(name=name)
+                if frame["state"] == "human"
+                else (messages.bot_back)
+            )
+            text = escape(text)
+        else:
+            text = escape(str(frame.get("text") or ""))
+        if text:
+            job = {
+                "channel": session.meta.get("slack_channel"),
+                "thread_ts": session.meta.get("slack_thread") or None,
+                "text": text,
+            }
+            await self.queue.put("slack.post", job)
+
+
+def _user_id(team: str, user: str) -> str:
+    return f"slack:{team}:{user}"
+
+
+def _ephemeral(text: str) -> dict[str, Any]:
+    return {"response_type": "ephemeral", "text": text}
+
+
+def _button(label: str, action: str, value: str, style: str | None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label},
+        "action_id": action,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def _link(source: str, base: str | None, settings: Settings) -> str | None:
+    """A citation's absolute URL: its own, or the public URL's article path."""
+    if source.startswith(("http://", "https://")):
+        return source
+    article = settings.web.article_base_url
+    if article is None:
+        return None
+    if article.startswith(("http://", "https://")):
+        return citation_url(source, article)
+    return None if base is None else citation_url(source, base.rstrip("/") + article)
+
+
+# --- routes --------------------------------------------------------------------------------
+
+
+def _slack(request: Request) -> SlackChannel | None:
+    channel: SlackChannel | None = getattr(request.app.state, "slack", None)
+    return channel
+
+
+def _fail(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status)
+
+
+async def _verified(request: Request) -> tuple[SlackChannel, bytes] | JSONResponse:
+    slack = _slack(request)
+    if slack is None:
+        return _fail(
+            404,
+            "slack_disabled",
+            "Slack is off: set SWITCHBOARD_SLACK__SIGNING_SECRET and SWITCHBOARD_SLACK__BOT_TOKEN",
+        )
+    body = await request.body()
+    try:
+        slack.verify(request.headers, body)
+    except InvalidSignature as exc:
+        log.warning("slack: request refused: %s", exc)
+        return _fail(401, "bad_signature", str(exc))
+    return slack, body
+
+
+@router.post("/events", responses={401: {"description": "not signed by Slack"}})
+async def slack_events(request: Request) -> Response:
+    """Slack's Events API (`url_verification`, `event_callback`): acknowledged at once."""
+    checked = await _verified(request)
+    if isinstance(checked, JSONResponse):
+        return checked
+    slack, body = checked
+    try:
+        payload = json.loads(body)
+        if not isinstance(payload, dict):
+            raise ValueError("not an object")
+    except ValueError as exc:
+        return _fail(400, "bad_json", f"the body is not a JSON object: {exc}")
+    if payload.get("type") == "url_verification":
+        return JSONResponse({"challenge": payload.get("challenge")})
+    if payload.get("type") == "event_callback":
+        try:
+            await slack.on_event(payload)
+        except StoreUnavailable as exc:  # not kept: let Slack retry
+            return _fail(503, exc.code, exc.message)
+    return Response(status_code=200)
+
+
+def _form(body: bytes) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
+@router.post("/commands", responses={401: {"description": "not signed by Slack"}})
+async def slack_commands(request: Request) -> Response:
+    """Slash commands: `/ask QUESTION`, `/switchboard resolve|close|handoff ID`."""
+    checked = await _verified(request)
+    if isinstance(checked, JSONResponse):
+        return checked
+    slack, body = checked
+    try:
+        return JSONResponse(await slack.on_command(_form(body)))
+    except StoreUnavailable as exc:
+        return JSONResponse(_ephemeral(f"Sorry, try again in a moment ({exc.code})."))
+
+
+@router.post("/interactions", responses={401: {"description": "not signed by Slack"}})
+async def slack_interactions(request: Request) -> Response:
+    """Block actions: the Resolve and Close buttons of handoff threads."""
+    checked = await _verified(request)
+    if isinstance(checked, JSONResponse):
+        return checked
+    slack, body = checked
+    try:
+        payload = json.loads(_form(body).get("payload", ""))
+    except ValueError:
+        return _fail(400, "bad_payload", "expected a form field 'payload' with JSON")
+    if isinstance(payload, dict) and payload.get("type") == "block_actions":
+        try:
+            await slack.on_action(payload)
+        except StoreUnavailable as exc:
+            return _fail(503, exc.code, exc.message)
+    return Response(status_code=200)
