@@ -23,7 +23,6 @@ Without Redis, `MemoryJobQueue` does the same in one process, and loses its jobs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -116,6 +115,7 @@ class _Worker:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def handle(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
@@ -153,13 +153,18 @@ class _Worker:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+        """Stop taking jobs and cancel the running ones (left pending: another worker runs
+        them again). The loop is asked to stop, not cancelled: a Redis command cancelled
+        halfway can leave its task stuck."""
+        self._stopping = True
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        if self._loop_task is not None:
+            _, pending = await asyncio.wait([self._loop_task], timeout=10)
+            for task in pending:
+                task.cancel()
 
 
 # Queue a job unless its idempotency mark exists: mark and job together or neither.
@@ -237,7 +242,7 @@ class RedisJobQueue(_Worker):
 
     async def _loop(self) -> None:
         failing = False
-        while True:
+        while not self._stopping:
             try:
                 await self._promote(keys=[self._stream, self._later], args=[time.time()])
                 await self._take()
@@ -272,6 +277,8 @@ class RedisJobQueue(_Worker):
             for _, batch in reply or []:
                 entries.extend(batch)
         for entry_id, fields in entries:
+            if self._stopping:
+                return  # left pending: claimed again after claim_idle_s
             raw = fields.get("j", fields.get(b"j")) if fields else None
             if raw is None:  # deleted while pending
                 await self._redis.xack(self._stream, GROUP, entry_id)
@@ -376,7 +383,7 @@ class MemoryJobQueue(_Worker):
         self._loop_task = asyncio.create_task(self._loop(), name="jobs")
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             job = await self._ready.get()
             await self._slots.acquire()
             self._spawn(self._run(job))
@@ -391,6 +398,8 @@ class MemoryJobQueue(_Worker):
     async def close(self) -> None:
         for timer in self._timers:
             timer.cancel()
+        if self._loop_task is not None:  # waiting on an asyncio.Queue: safe to cancel
+            self._loop_task.cancel()
         await super().close()
 
     async def dead(self, limit: int = 100) -> list[dict[str, Any]]:
