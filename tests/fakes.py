@@ -116,7 +116,11 @@ class FakeSlack(_Server):
             if method in ("chat.postMessage", "chat.update") and self._rate_limit > 0:
                 self._rate_limit -= 1
                 self.limited.append(call)
-                return 429, {"Retry-After": str(self.retry_after)}, {"ok": False, "error": "ratelimited"}
+                return (
+                    429,
+                    {"Retry-After": str(self.retry_after)},
+                    {"ok": False, "error": "ratelimited"},
+                )
             if not headers.get("Authorization", "").startswith("Bearer xoxb-"):
                 return 200, {}, {"ok": False, "error": "not_authed"}
             self.calls.append(call)
@@ -127,11 +131,22 @@ class FakeSlack(_Server):
         if method == "users.info":
             user = body.get("user", "")
             name = self.names.get(user, user)
-            return 200, {}, {"ok": True, "user": {"id": user, "name": name,
-                                                  "profile": {"display_name": name}}}
+            return (
+                200,
+                {},
+                {"ok": True, "user": {"id": user, "name": name, "profile": {"display_name": name}}},
+            )
         if method in ("chat.postMessage", "chat.update"):
-            return 200, {}, {"ok": True, "channel": body.get("channel"), "ts": ts,
-                             "message": {"text": body.get("text")}}
+            return (
+                200,
+                {},
+                {
+                    "ok": True,
+                    "channel": body.get("channel"),
+                    "ts": ts,
+                    "message": {"text": body.get("text")},
+                },
+            )
         return 200, {}, {"ok": False, "error": "unknown_method"}
 
     def posts(self, channel: str | None = None, thread: str | None = None) -> list[Call]:

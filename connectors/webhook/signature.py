@@ -51,7 +51,7 @@ def verify(
             timestamp = value
         elif key == "v1" and value:
             candidates.append(value)
-    if timestamp is None or not timestamp.isdigit():
+    if timestamp is None or not (timestamp.isascii() and timestamp.isdigit()):
         raise InvalidSignature(f"{HEADER} has no t=<unix time>")
     if not candidates:
         raise InvalidSignature(f"{HEADER} has no v1=<signature>")

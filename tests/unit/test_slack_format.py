@@ -148,38 +148,19 @@ def test_to_mrkdwn_pipe_in_link_title_does_not_break_the_link(markdown: str, mrk
     assert out.count("|") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a '|' in the link URL is not escaped, so Slack reads the rest as the "
-    "title: <https://x.example/a|b|t>",
-)
 def test_to_mrkdwn_pipe_in_link_url_does_not_break_the_link() -> None:
     out = to_mrkdwn("[t](https://x.example/a|b)")
     assert out.count("|") == 1 and out.endswith("|t>")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: headings are bolded before **bold**, so '## **Bold** head' gives '**Bold* head*'",
-)
 def test_to_mrkdwn_heading_with_bold_inside() -> None:
     assert "**" not in to_mrkdwn("## **Bold** head")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: text is converted piecewise around links, so '**[T](url)**' keeps its "
-    "literal '**' (bold spanning a link is never converted)",
-)
 def test_to_mrkdwn_bold_around_a_link() -> None:
     assert to_mrkdwn("**[T](https://x.example/a)**") == "*<https://x.example/a|T>*"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a heading ending in a link is closed before the link and loses its "
-    "space: '# See [x](url) now' -> '*See*<url|x> now'",
-)
 def test_to_mrkdwn_heading_with_a_link() -> None:
     out = to_mrkdwn("# See [x](https://a.example) now")
     assert "See <https://a.example|x>" in out
@@ -281,11 +262,6 @@ def test_split_cuts_after_question_and_exclamation_marks() -> None:
     assert _words(pieces) == text.split()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: '. ', '? ' and '! ' are tried one after another, so an earlier '. ' "
-    "wins over a later '!' or '?' and pieces come out shorter than they need be",
-)
 def test_split_cuts_at_the_last_sentence_end_of_any_kind() -> None:
     text = "One sentence here. Another one here! A question here? And the last one."
     assert split(text, 40)[0] == "One sentence here. Another one here!"
@@ -331,33 +307,18 @@ def test_split_moves_a_link_to_the_next_piece_rather_than_cutting_it() -> None:
     assert _check_split(text, 50) == ["one two three four", LINK + " more"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a link at the very start of the remaining text is not protected "
-    "(`opened > 0`), so a space in its title is taken as the cut",
-)
 def test_split_never_cuts_a_link_at_the_start() -> None:
     text = LINK + "b" * 29
     pieces = _check_split(text, 50)
     assert pieces == [LINK, "b" * 29]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: once a link has been moved to the start of the next piece it is not "
-    "protected there, so a link as long as the limit is cut at a space in its title",
-)
 def test_split_never_cuts_a_link_that_exactly_fits() -> None:
     text = " ".join(["some words before", LINK, "and", LINK, "after the links."])
     pieces = _check_split(text, len(LINK))
     assert sum(piece.startswith(LINK) for piece in pieces) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when the only space is in the first third of the window, split cuts "
-    "mid-word at the limit though the word would fit in the next piece",
-)
 def test_split_prefers_an_early_space_to_cutting_a_word() -> None:
     text = "aaaaa " + "b" * 28
     assert split(text, 30) == ["aaaaa", "b" * 28]
