@@ -29,6 +29,7 @@ class Call:
     body: dict[str, Any]
     headers: dict[str, str]
     at: float = field(default_factory=time.time)
+    ts: str = ""  # the ts Slack gave a posted message
 
 
 class _Server:
@@ -69,7 +70,7 @@ class _SlackHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         return None
 
-    def do_POST(self) -> None:  # noqa: N802 -- http.server's name
+    def do_POST(self) -> None:
         fake: FakeSlack = self.server.owner  # type: ignore[attr-defined]
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
@@ -125,7 +126,7 @@ class FakeSlack(_Server):
                 return 200, {}, {"ok": False, "error": "not_authed"}
             self.calls.append(call)
             self._ts += 1
-            ts = f"{self._ts:.6f}"
+            ts = call.ts = f"{self._ts:.6f}"
         if method == "auth.test":
             return 200, {}, {"ok": True, "user_id": self.BOT_USER, "bot_id": "BBOT"}
         if method == "users.info":
@@ -164,7 +165,7 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
     def log_message(self, *args: Any) -> None:
         return None
 
-    def do_POST(self) -> None:  # noqa: N802 -- http.server's name
+    def do_POST(self) -> None:
         receiver: Receiver = self.server.owner  # type: ignore[attr-defined]
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)

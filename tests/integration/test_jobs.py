@@ -4,6 +4,7 @@ job whose worker died taken over by another worker."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import AsyncIterator
@@ -28,8 +29,8 @@ def _queue(clients: list[aioredis.Redis], reader: int = 1, **kw: float) -> Redis
     return RedisJobQueue(clients[0], clients[reader], "jt:", poll_s=0.1, **kw)  # type: ignore[arg-type]
 
 
-async def _until(check: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
+async def _until(check: object, within: float = 10) -> None:
+    deadline = time.monotonic() + within
     while not check():  # type: ignore[operator]
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.05)
@@ -73,7 +74,7 @@ async def test_retries_with_backoff_then_dead_then_replayed(clients: list[aiored
     try:
         job_id, _ = await queue.put("t", {})
         await _until(lambda: len(tries) == 3)
-        gaps = [b[1] - a[1] for a, b in zip(tries, tries[1:], strict=False)]
+        gaps = [b[1] - a[1] for a, b in itertools.pairwise(tries)]
         assert all(gap >= 0.25 for gap in gaps), gaps  # waited, not hammered
         for _ in range(50):
             dead = await queue.dead()
@@ -115,7 +116,7 @@ async def test_a_dead_workers_job_is_taken_over(clients: list[aioredis.Redis]) -
     began = time.monotonic()
     await second.start()
     try:
-        await _until(lambda: done, timeout=15)
+        await _until(lambda: done, within=15)
         assert done == [job_id]
         assert time.monotonic() - began >= 0.5  # only after the job went silent
     finally:
