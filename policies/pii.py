@@ -178,6 +178,11 @@ class PresidioRedactor:
         # raw personal data. Its loggers stay at WARNING whatever the app's log level.
         for name in ("presidio-analyzer", "presidio-anonymizer"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # ...and it warns on every message naming a number ("Entity CARDINAL is not mapped
+        # to a Presidio entity"): spaCy labels we do not redact, on purpose.
+        analyzer_log = logging.getLogger("presidio-analyzer")
+        if not any(isinstance(f, _UnmappedLabels) for f in analyzer_log.filters):
+            analyzer_log.addFilter(_UnmappedLabels())
         self._check_model_installed()
         from presidio_analyzer import AnalyzerEngine
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
@@ -660,3 +665,10 @@ class PatternRedactor:
                     if score >= self._policy.score_threshold:
                         found.append((spec.entity_type, min(score, 1.0), start, end))
         return found
+
+
+class _UnmappedLabels(logging.Filter):
+    """Drops presidio's per-message warning about spaCy labels it does not map."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is not mapped to a Presidio entity" not in str(record.msg)
