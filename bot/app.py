@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
             else None
         )
         app.state.webhooks = WebhookChannels(settings, parts.manager, desk, queue, kv)
+        if app.state.slack is not None:
+            await app.state.slack.start()
         await queue.start()
         try:
             yield

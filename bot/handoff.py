@@ -42,7 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 audit = logging.getLogger("switchboard.audit")
 
-Deliver = Callable[[Session, dict[str, Any]], Awaitable[None]]
+# How a channel reaches its customers: (session, frame, once) where `once` is a key that
+# makes a repeated delivery of the same frame a no-op (a job run again after a crash).
+Deliver = Callable[[Session, dict[str, Any], str | None], Awaitable[None]]
 WITH_AGENT: tuple[Status, ...] = ("pending_human", "human")
 
 
@@ -93,7 +95,14 @@ class HandoffDesk:
             return False
         if not await self.store.set_status(conversation_id, "pending_human", ("bot", "closed")):
             return False
-        await self.queue.put("handoff.open", {"conversation": conversation_id, "reason": reason})
+        try:
+            await self.queue.put(
+                "handoff.open", {"conversation": conversation_id, "reason": reason}
+            )
+        except BaseException:
+            # No thread will open: the bot must not stay silent waiting for nobody.
+            await self.store.set_status(conversation_id, "bot", ("pending_human",))
+            raise
         audit.info(
             "handoff %s",
             json.dumps(
@@ -107,10 +116,12 @@ class HandoffDesk:
         return True
 
     async def customer_says(self, session: Session, turn: Turn) -> None:
-        """A customer's (stored, redacted) message while a person handles the conversation."""
+        """A customer's (stored, redacted) message while a person handles the conversation.
+        Safe to repeat (a resend, a job run again): relayed once."""
         await self.queue.put(
             "handoff.relay",
             {"conversation": session.id, "message_id": turn.message_id, "text": turn.text},
+            once=f"relay:{turn.message_id}",
         )
 
     async def agent_says(
@@ -126,7 +137,10 @@ class HandoffDesk:
         if key:
             for turn in await self.store.history(conversation_id):
                 if turn.kind == "agent" and turn.client_id == key:
-                    return turn  # delivered already
+                    # Stored by a run that may have died before delivering: deliver (once).
+                    frame = agent_frame(turn, conversation_id)
+                    await self.deliver(session, frame, once=f"agent:{turn.message_id}")
+                    return turn
         if session.status == "pending_human" and await self.store.set_status(
             conversation_id, "human", ("pending_human",)
         ):
@@ -138,7 +152,8 @@ class HandoffDesk:
         redacted = await self.manager.policies.redact_for_storage(text, context)
         turn = Turn("assistant", redacted, kind="agent", author=agent, client_id=key)
         await self.store.append(conversation_id, [turn])
-        await self.deliver(session, agent_frame(turn, conversation_id))
+        frame = agent_frame(turn, conversation_id)
+        await self.deliver(session, frame, once=f"agent:{turn.message_id}")
         return turn
 
     async def resolve(self, conversation_id: str, agent: str, *, close: bool = False) -> bool:
@@ -156,8 +171,11 @@ class HandoffDesk:
         )
         return True
 
-    async def deliver(self, session: Session, frame: dict[str, Any]) -> None:
-        """Send `frame` to the customer on their channel."""
+    async def deliver(
+        self, session: Session, frame: dict[str, Any], once: str | None = None
+    ) -> None:
+        """Send `frame` to the customer on their channel (once per `once` key, if given;
+        the widget itself shows a message id once)."""
         deliver = self.channels.get(session.channel)
         if deliver is None:  # e.g. the REST channel: the history shows it
             log.info(
@@ -166,4 +184,4 @@ class HandoffDesk:
                 session.channel,
             )
             return
-        await deliver(session, frame)
+        await deliver(session, frame, once)

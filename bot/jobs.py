@@ -23,6 +23,7 @@ Without Redis, `MemoryJobQueue` does the same in one process, and loses its jobs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 
 GROUP = "workers"
 DEFAULT_TRIES = 5  # for a handler that fails unexpectedly (its own policy: RetryLater/GiveUp)
+MAX_TRIES = 50  # even a job that asks to be retried goes to the dead letters after these
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +130,9 @@ class _Worker:
         try:
             await handler(job)
         except RetryLater as later:
+            if job.attempt + 1 >= MAX_TRIES:
+                log.warning("job %s (%s) gave up after %d tries", job.id, job.kind, MAX_TRIES)
+                return "dead", 0.0, f"{later.reason} (after {MAX_TRIES} tries)"
             log.info("job %s (%s) will be retried: %s", job.id, job.kind, later.reason)
             return "retry", later.delay_s, later.reason
         except GiveUp as exc:
@@ -193,6 +198,23 @@ return #due
 """
 
 
+# Renew a running job's claim only while this consumer still owns it.
+_BEAT = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+if p[1] == nil or p[1][2] ~= ARGV[2] then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+"""
+
+_REPLAY = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'j', ARGV[2])
+return 1
+"""
+
+DEAD_TTL_S = 30 * 24 * 3600  # dead letters are kept a month after the last one
+
+
 class RedisJobQueue(_Worker):
     """The queue in Redis, shared by every process (see the module docstring)."""
 
@@ -218,6 +240,9 @@ class RedisJobQueue(_Worker):
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{new_id()[:6]}"
         self._put = redis.register_script(_PUT)
         self._promote = redis.register_script(_PROMOTE)
+        self._beat = redis.register_script(_BEAT)
+        self._replay = redis.register_script(_REPLAY)
+        self._cursor = "0-0"
 
     async def put(
         self, kind: str, payload: dict[str, Any], *, once: str | None = None, delay_s: float = 0
@@ -231,6 +256,10 @@ class RedisJobQueue(_Worker):
         return str(job_id.decode() if isinstance(job_id, bytes) else job_id), bool(added)
 
     async def start(self) -> None:
+        await self._ensure_group()
+        self._loop_task = asyncio.create_task(self._loop(), name="jobs")
+
+    async def _ensure_group(self) -> None:
         from redis.exceptions import ResponseError
 
         try:
@@ -238,7 +267,6 @@ class RedisJobQueue(_Worker):
         except StoreUnavailable as exc:  # fine if the group exists (another process made it)
             if not isinstance(exc.__cause__, ResponseError) or "BUSYGROUP" not in str(exc):
                 raise
-        self._loop_task = asyncio.create_task(self._loop(), name="jobs")
 
     async def _loop(self) -> None:
         failing = False
@@ -253,6 +281,11 @@ class RedisJobQueue(_Worker):
                 if not failing:
                     log.error("job queue: %s; retrying", exc)
                 failing = True
+                if "NOGROUP" in str(exc) or "no longer exists" in str(exc):
+                    # The stream was deleted (a flush, a failover to an empty replica): make
+                    # it again, or this process would never take a job again.
+                    with contextlib.suppress(Exception):
+                        await self._ensure_group()
                 await asyncio.sleep(1.0)
 
     async def _take(self) -> None:
@@ -260,9 +293,13 @@ class RedisJobQueue(_Worker):
         await self._slots.acquire()
         self._slots.release()
         free = self._free()
-        _, claimed, *_ = await self._redis.xautoclaim(
-            self._stream, GROUP, self.consumer, self._claim_idle_ms, "0-0", count=free
+        # Resumed from where the last scan stopped: live jobs at the head of the pending
+        # list must not hide an abandoned one behind them.
+        cursor, claimed, *_ = await self._redis.xautoclaim(
+            self._stream, GROUP, self.consumer, self._claim_idle_ms, self._cursor, count=free
         )
+        self._cursor = cursor or "0-0"
+        claimed = [entry for entry in claimed or [] if entry and entry[0] is not None]
         if claimed:
             log.info("job queue: took over %d job(s) of a silent worker", len(claimed))
         entries = list(claimed)
@@ -283,8 +320,15 @@ class RedisJobQueue(_Worker):
             if raw is None:  # deleted while pending
                 await self._redis.xack(self._stream, GROUP, entry_id)
                 continue
+            try:
+                job = Job.from_json(raw)
+            except (ValueError, TypeError) as exc:  # e.g. written by another version
+                log.error("job queue: unreadable job %s: %s", entry_id, exc)
+                broken = Job("unreadable", {"raw": str(raw)[:2000]}, id=str(entry_id))
+                await self._settle(entry_id, broken, "dead", 0.0, f"unreadable: {exc}")
+                continue
             await self._slots.acquire()
-            self._spawn(self._run(entry_id, Job.from_json(raw)))
+            self._spawn(self._run(entry_id, job))
 
     def _free(self) -> int:
         return max(1, self._slots._value)
@@ -298,13 +342,15 @@ class RedisJobQueue(_Worker):
         await self._settle(entry_id, job, outcome, delay, error)
 
     async def _heartbeat(self, entry_id: str) -> None:
-        """Keep claiming a running job, so that no other worker takes it over."""
+        """Keep claiming a running job, so that no other worker takes it over; never take
+        it back from a worker that did (after this one went silent)."""
         while True:
             await asyncio.sleep(self._claim_idle_ms / 3000)
             try:
-                await self._redis.xclaim(
-                    self._stream, GROUP, self.consumer, 0, [entry_id], justid=True
-                )
+                keys = [self._stream]
+                if not await self._beat(keys=keys, args=[GROUP, self.consumer, entry_id]):
+                    log.warning("job queue: job %s was taken over by another worker", entry_id)
+                    return
             except Exception as exc:
                 log.warning("job queue: heartbeat failed: %s", exc)
 
@@ -313,6 +359,9 @@ class RedisJobQueue(_Worker):
     ) -> None:
         for attempt in range(30):  # Redis may be down for a while: the job stays pending
             try:
+                if not await self._owned(entry_id):
+                    log.warning("job queue: job %s is another worker's now", job.id)
+                    return
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.xack(self._stream, GROUP, entry_id)
                     pipe.xdel(self._stream, entry_id)
@@ -322,12 +371,20 @@ class RedisJobQueue(_Worker):
                     elif outcome == "dead":
                         record = {"job": asdict(job), "error": error, "failed_at": time.time()}
                         pipe.hset(self._dead, job.id, json.dumps(record))
+                        pipe.expire(self._dead, DEAD_TTL_S)
                     await pipe.execute()
                 return
             except Exception as exc:
                 log.warning("job queue: could not settle job %s (%s); retrying", job.id, exc)
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
         log.error("job queue: job %s left pending; another worker will run it again", job.id)
+
+    async def _owned(self, entry_id: str) -> bool:
+        """Whether this worker still holds the pending job (not taken over)."""
+        pending = await self._redis.xpending_range(
+            self._stream, GROUP, min=entry_id, max=entry_id, count=1
+        )
+        return bool(pending) and pending[0]["consumer"] == self.consumer
 
     async def dead(self, limit: int = 100) -> list[dict[str, Any]]:
         raw = await store_call(self._redis.hvals(self._dead))
@@ -340,12 +397,12 @@ class RedisJobQueue(_Worker):
         raw = await store_call(self._redis.hget(self._dead, job_id))
         if raw is None:
             return False
-        job = Job(**json.loads(raw)["job"])
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(self._dead, job_id)
-            pipe.xadd(self._stream, {"j": replace(job, attempt=0).to_json()})
-            await store_call(pipe.execute())
-        return True
+        job = replace(Job(**json.loads(raw)["job"]), attempt=0)
+        # Only the replay that removes the dead letter queues it (a double click is one).
+        done = await store_call(
+            self._replay(keys=[self._dead, self._stream], args=[job_id, job.to_json()])
+        )
+        return bool(done)
 
 
 class MemoryJobQueue(_Worker):
@@ -362,6 +419,8 @@ class MemoryJobQueue(_Worker):
         self, kind: str, payload: dict[str, Any], *, once: str | None = None, delay_s: float = 0
     ) -> tuple[str, bool]:
         now = time.time()
+        if len(self._once) > 10_000:  # forget marks older than a day
+            self._once = {k: v for k, v in self._once.items() if now - v[1] < ONCE_TTL_S}
         if once is not None:
             prior = self._once.get(once)
             if prior is not None and now - prior[1] < ONCE_TTL_S:
@@ -376,7 +435,12 @@ class MemoryJobQueue(_Worker):
         if delay_s <= 0:
             self._ready.put_nowait(job)
             return
-        timer = asyncio.get_running_loop().call_later(delay_s, self._ready.put_nowait, job)
+
+        def due() -> None:
+            self._timers.discard(timer)
+            self._ready.put_nowait(job)
+
+        timer = asyncio.get_running_loop().call_later(delay_s, due)
         self._timers.add(timer)
 
     async def start(self) -> None:

@@ -140,6 +140,8 @@ class ConversationManager:
             ip=message.ip or "",
         )
         async with self.store.lock(session.id):
+            # Read again under the lock: a person may have taken over meanwhile.
+            session = await self.session(session.id)
             turns = await self.store.history(session.id)
             sent = _sent(turns, message.client_message_id)
             if session.status in WITH_AGENT and self.desk is not None:
@@ -149,9 +151,9 @@ class ConversationManager:
                     stored = await policies.redact_for_storage(text, context)
                     user_turn = Turn("user", stored, client_id=message.client_message_id or "")
                     await self.store.append(session.id, [user_turn])
-                    await self.desk.customer_says(session, user_turn)
-                else:  # a resend: relayed already
+                else:  # a resend: relayed once, whether or not the first try got that far
                     user_turn = sent[0]
+                await self.desk.customer_says(session, user_turn)
                 yield Accepted(
                     user_turn.message_id,
                     user_turn.text,
@@ -167,6 +169,19 @@ class ConversationManager:
                 yield self._final(session, sent[1], message.client_message_id)
                 return
             keep = self._settings.sessions.history_turns
+            if sent is not None and turns and turns[-1].message_id == sent[0].message_id:
+                # Stored but never answered (its process died mid-turn, and the channel
+                # runs the message again): answer the stored question, once.
+                user_turn = sent[0]
+                yield Accepted(
+                    user_turn.message_id, user_turn.text, session.id, message.client_message_id
+                )
+                asked = _Asked(message.channel, message.client_message_id, user_turn, "")
+                history = turns[:-1][-keep:] if keep else []
+                answer = self._answer(policies, session, asked, history, record, context, started)
+                async for event in answer:
+                    yield event
+                return
             history = turns[-keep:] if keep else []
             verdict = await policies.check_input(text, context)
             if isinstance(verdict, Block):

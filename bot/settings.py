@@ -240,6 +240,12 @@ class SlackSettings(BaseModel):
         3000, ge=200, le=40_000, description="Longer answers are split into several messages."
     )
     timeout_s: float = Field(10.0, gt=0, description="One Web API call.")
+    stream: bool = Field(
+        True, description="Show answers while they are written (post, then edit the message)."
+    )
+    stream_interval_s: float = Field(
+        1.5, ge=0.1, description="Least time between two edits of a streaming answer."
+    )
 
     @field_validator("api_url")
     @classmethod

@@ -104,6 +104,7 @@ class FakeSlack(_Server):
         self._rate_limit = 0
         self.retry_after = 1
         self._ts = 1_700_000_000.000100
+        self.texts: dict[str, str] = {}  # ts -> the message's text now (after edits)
 
     def rate_limit_next(self, count: int, retry_after: int = 1) -> None:
         with self._lock:
@@ -137,18 +138,35 @@ class FakeSlack(_Server):
                 {},
                 {"ok": True, "user": {"id": user, "name": name, "profile": {"display_name": name}}},
             )
-        if method in ("chat.postMessage", "chat.update"):
-            return (
-                200,
-                {},
-                {
-                    "ok": True,
-                    "channel": body.get("channel"),
-                    "ts": ts,
-                    "message": {"text": body.get("text")},
-                },
-            )
+        if method == "chat.update":
+            with self._lock:
+                if body.get("ts") not in self.texts:
+                    return 200, {}, {"ok": False, "error": "message_not_found"}
+                self.texts[body["ts"]] = body.get("text", "")
+            return 200, {}, {"ok": True, "channel": body.get("channel"), "ts": body["ts"]}
+        if method == "chat.postMessage":
+            with self._lock:
+                self.texts[ts] = body.get("text", "")
+            reply = {"ok": True, "channel": body.get("channel"), "ts": ts}
+            return 200, {}, {**reply, "message": {"text": body.get("text")}}
         return 200, {}, {"ok": False, "error": "unknown_method"}
+
+    def messages(self, channel: str | None = None, thread: str | None = None) -> list[str]:
+        """The texts of the messages posted (to `channel`, in `thread`), as edited since."""
+        with self._lock:
+            texts = dict(self.texts)
+        return [
+            texts.get(call.ts, call.body.get("text", "")) for call in self.posts(channel, thread)
+        ]
+
+    def edits(self, ts: str) -> list[str]:
+        """The texts a message was edited to, in order."""
+        with self._lock:
+            return [
+                c.body.get("text", "")
+                for c in self.calls
+                if c.method == "chat.update" and c.body.get("ts") == ts
+            ]
 
     def posts(self, channel: str | None = None, thread: str | None = None) -> list[Call]:
         with self._lock:

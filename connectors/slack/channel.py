@@ -22,10 +22,12 @@ again after a crash does not post it twice. Slack's 429s are waited out (`Retry-
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import re
+import time
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import parse_qs
@@ -35,11 +37,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from bot.errors import BadRequest, Busy, ConversationNotFound, StoreUnavailable, SwitchboardError
-from bot.handoff import HandoffDesk
+from bot.handoff import WITH_AGENT, HandoffDesk
 from bot.jobs import GiveUp, Job, JobQueue, RetryLater, backoff
 from bot.manager import ConversationManager
 from bot.settings import Settings
-from bot.types import InboundMessage, Message
+from bot.types import InboundMessage, Message, Notice, Token
 from connectors.kv import KeyValue
 from connectors.slack.api import RateLimited, SlackApi, SlackApiError
 from connectors.slack.format import escape, sources, split, to_mrkdwn
@@ -77,6 +79,7 @@ class SlackChannel:
         self._secret = slack.signing_secret.get_secret_value()
         self._bot_user = slack.bot_user_id
         self._names: dict[str, str] = {}
+        self._whoami: asyncio.Task[str | None] | None = None
         self._ttl = settings.sessions.ttl_s
         self.support = slack.support_channel
         queue.handle("slack.turn", self._turn)
@@ -90,12 +93,19 @@ class SlackChannel:
             queue.handle("handoff.note", self._note)
 
     async def close(self) -> None:
+        if self._whoami is not None:
+            self._whoami.cancel()
         await self.api.close()
 
     def verify(self, headers: Any, body: bytes) -> None:
         verify_slack_request(self._secret, headers, body)
 
     # --- who is who ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Learn the bot's own user id in the background (events wait for no Slack call)."""
+        if self._bot_user is None:
+            self._whoami = asyncio.create_task(self.bot_user(), name="slack-auth-test")
 
     async def bot_user(self) -> str | None:
         if self._bot_user is None:
@@ -104,6 +114,13 @@ class SlackChannel:
             except (SlackApiError, RateLimited, httpx.HTTPError, KeyError) as exc:
                 log.warning("slack: auth.test failed (%s); set SWITCHBOARD_SLACK__BOT_USER_ID", exc)
         return self._bot_user
+
+    async def quick_name(self, user: str) -> str:
+        """`user_name` within a second (a request Slack waits on must answer in 3 s)."""
+        try:
+            return await asyncio.wait_for(self.user_name(user), 1.0)
+        except TimeoutError:
+            return "An agent"
 
     async def user_name(self, user: str) -> str:
         """A Slack user's display name (for the customer to see who is answering)."""
@@ -128,7 +145,7 @@ class SlackChannel:
         user, channel = event.get("user"), event.get("channel")
         if event.get("bot_id") or event.get("subtype") or not user or not channel:
             return  # bots (ourselves included), edits, joins...
-        if user == await self.bot_user():
+        if user == self._bot_user:  # learned at start (and our posts carry a bot_id anyway)
             return
         kind, thread = event.get("type"), event.get("thread_ts")
         text = _MENTION.sub("", str(event.get("text") or "")).strip()
@@ -141,13 +158,18 @@ class SlackChannel:
                     await self.queue.put("slack.agent", payload, once=f"slack:{event_id}")
             return
         direct = kind == "message" and event.get("channel_type") == "im"
+        team = str(payload.get("team_id") or "")
+        if kind == "message" and thread and not direct:
+            # A customer's plain reply in their thread reaches the person handling it (the
+            # bot itself answers only mentions there).
+            await self._to_agent(team, channel, thread, user, text, event_id)
+            return
         if kind != "app_mention" and not direct:
             return
         if not text:
             return
         # A mention starts (or continues) the thread under it; a DM channel is one conversation.
         reply_in = thread or (None if direct else event.get("ts"))
-        team = str(payload.get("team_id") or "")
         cid = await self.conversation(team, channel, thread if direct else reply_in, user)
         job = {
             "conversation": cid,
@@ -155,6 +177,26 @@ class SlackChannel:
             "key": event_id,
             "channel": channel,
             "thread_ts": reply_in,
+            "user": _user_id(team, user),  # rate limits count per Slack user
+        }
+        await self.queue.put("slack.turn", job, once=f"slack:{event_id}")
+
+    async def _to_agent(
+        self, team: str, channel: str, thread: str, user: str, text: str, event_id: str
+    ) -> None:
+        cid = await self.kv.get(f"slack:conv:{team}:{channel}:{thread}")
+        if cid is None or not text:
+            return
+        session = await self.manager.store.get(cid)
+        if session is None or session.status not in WITH_AGENT:
+            return
+        job = {
+            "conversation": cid,
+            "text": await self._redact(text, cid, "slack"),
+            "key": event_id,
+            "channel": channel,
+            "thread_ts": thread,
+            "user": _user_id(team, user),
         }
         await self.queue.put("slack.turn", job, once=f"slack:{event_id}")
 
@@ -183,6 +225,8 @@ class SlackChannel:
         command, text = form.get("command", ""), form.get("text", "").strip()
         user, channel = form.get("user_id", ""), form.get("channel_id", "")
         if command.lstrip("/") == "switchboard":
+            if not self.support or channel != self.support:
+                return _ephemeral("Agent commands work in the support channel only.")
             return await self._agent_command(text, user)
         if not text:
             return _ephemeral(f"Ask a question: `{command} How long do refunds take?`")
@@ -200,6 +244,7 @@ class SlackChannel:
             "thread_ts": None,
             "asked_by": user,
             "team": team,
+            "user": _user_id(team, user),
         }
         await self.queue.put("slack.turn", job, once=f"slack:cmd:{key}")
         return _ephemeral("Looking that up…")
@@ -219,17 +264,19 @@ class SlackChannel:
             if verb == "handoff":
                 done = await self.desk.request(cid, "asked by an agent", tell_customer=True)
                 return _ephemeral("Handed to a person." if done else "A person is already on it.")
-            done = await self.desk.resolve(cid, await self.user_name(user), close=verb == "close")
+            done = await self.desk.resolve(cid, await self.quick_name(user), close=verb == "close")
         except ConversationNotFound:
             return _ephemeral(f"No conversation {cid!r}.")
         return _ephemeral("Done." if done else "No person was on that conversation.")
 
     async def on_action(self, payload: dict[str, Any]) -> None:
-        """A button of a handoff thread."""
+        """A button of a handoff thread (only the support channel's count)."""
+        if not self.support or (payload.get("channel") or {}).get("id") != self.support:
+            return
         user = (payload.get("user") or {}).get("id", "")
         for action in payload.get("actions") or []:
             if action.get("action_id") in (RESOLVE, CLOSE) and action.get("value"):
-                name = await self.user_name(user)
+                name = await self.quick_name(user)
                 close = action["action_id"] == CLOSE
                 try:
                     await self.desk.resolve(str(action["value"]), name, close=close)
@@ -241,11 +288,18 @@ class SlackChannel:
     async def _turn(self, job: Job) -> None:
         p = job.payload
         inbound = InboundMessage(p["text"], "slack", p["conversation"], p["key"], p.get("user"))
+        key = f"turn:{p['key']}"
+        head = f"<@{p['asked_by']}> asked: {escape(p['text'])}\n\n" if p.get("asked_by") else ""
+        stream = _Stream(self, p["channel"], p["thread_ts"], key, head)
         final: Message | None = None
         try:
             async with aclosing(self.manager.respond(inbound)) as events:
                 async for event in events:
-                    if isinstance(event, Message):
+                    if isinstance(event, Token):
+                        await stream.add(event.text)
+                    elif isinstance(event, Notice) and event.code == "answer_withdrawn":
+                        stream.withdraw()
+                    elif isinstance(event, Message):
                         final = event
         except ConversationNotFound as exc:
             raise GiveUp(exc.message) from None
@@ -263,39 +317,59 @@ class SlackChannel:
         line = sources(final.citations, lambda source: _link(source, base, self.settings))
         if line:
             text += "\n\n" + line
-        if p.get("asked_by"):
-            text = f"<@{p['asked_by']}> asked: {escape(p['text'])}\n\n{text}"
-        ts = await self.post(p["channel"], p["thread_ts"], text, f"turn:{p['key']}")
+        ts = await self.post(
+            p["channel"], p["thread_ts"], head + text, key, edit_first=True, first_ts=stream.ts
+        )
         if p.get("asked_by") and ts:  # replies in the answer's thread continue it
-            key = f"slack:conv:{p.get('team', '')}:{p['channel']}:{ts}"
-            await self.kv.put(key, p["conversation"], self._ttl)
+            thread_key = f"slack:conv:{p.get('team', '')}:{p['channel']}:{ts}"
+            await self.kv.put(thread_key, p["conversation"], self._ttl)
             await self.manager.store.set_meta(p["conversation"], {"slack_thread": ts})
 
-    async def post(self, channel: str, thread: str | None, text: str, key: str) -> str | None:
-        """Post `text` (split as needed) once per `key`; the first piece's ts."""
+    async def post(
+        self,
+        channel: str,
+        thread: str | None,
+        text: str,
+        key: str,
+        *,
+        edit_first: bool = False,
+        first_ts: str | None = None,
+    ) -> str | None:
+        """Post `text` (split as needed) once per `key`; the first piece's ts.
+
+        `edit_first`: the first piece may have been posted already while the answer streamed
+        (`first_ts`, or by a run that died): it is edited to its final text rather than posted
+        again."""
         first = None
         for i, piece in enumerate(split(text, self.settings.slack.max_message_chars)):
             mark = f"slack:posted:{key}:{i}"
-            if (ts := await self.kv.get(mark)) is None:
-                try:
-                    sent = await self.api.call(
-                        "chat.postMessage",
-                        channel=channel,
-                        thread_ts=thread,
-                        text=piece,
-                        unfurl_links=False,
-                        unfurl_media=False,
-                    )
-                except RateLimited as exc:
-                    raise RetryLater(exc.retry_after, str(exc)) from None
-                except httpx.HTTPError as exc:
-                    raise RetryLater(5.0, f"slack unreachable: {exc}") from None
-                except SlackApiError as exc:
-                    raise GiveUp(str(exc)) from None
+            ts = (first_ts if i == 0 else None) or await self.kv.get(mark)
+            if ts is None:
+                sent = await self._call(
+                    "chat.postMessage",
+                    channel=channel,
+                    thread_ts=thread,
+                    text=piece,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
                 ts = str(sent.get("ts", ""))
                 await self.kv.put(mark, ts, POSTED_TTL_S)
+            elif i == 0 and edit_first:
+                await self._call("chat.update", channel=channel, ts=ts, text=piece)
             first = first or ts
         return first
+
+    async def _call(self, method: str, **payload: Any) -> dict[str, Any]:
+        """A Web API call whose failure the job queue understands."""
+        try:
+            return await self.api.call(method, **payload)
+        except RateLimited as exc:
+            raise RetryLater(exc.retry_after, str(exc)) from None
+        except httpx.HTTPError as exc:
+            raise RetryLater(5.0, f"slack unreachable: {exc}") from None
+        except SlackApiError as exc:
+            raise GiveUp(str(exc)) from None
 
     async def _post_job(self, job: Job) -> None:
         p = job.payload
@@ -348,6 +422,10 @@ class SlackChannel:
                 raise RetryLater(exc.retry_after, str(exc)) from None
             except httpx.HTTPError as exc:
                 raise RetryLater(5.0, f"slack unreachable: {exc}") from None
+            except SlackApiError as exc:  # e.g. not_in_channel: nobody will see it
+                await self.manager.store.set_status(cid, "bot", ("pending_human",))
+                log.error("slack: cannot open a handoff thread (%s); the bot answers again", exc)
+                raise GiveUp(str(exc)) from None
             thread = str(root["ts"])
             await self.manager.store.set_meta(cid, {"agent_thread": thread})
             await self.kv.put(f"slack:handoff:{self.support}:{thread}", cid, self._ttl)
@@ -393,7 +471,7 @@ class SlackChannel:
 
     # --- customers on Slack --------------------------------------------------------------
 
-    async def _deliver(self, session: Any, frame: dict[str, Any]) -> None:
+    async def _deliver(self, session: Any, frame: dict[str, Any], once: str | None) -> None:
         """An agent's message (or a handoff change) to a customer in their Slack thread."""
         messages = self.manager.policies.messages("slack")
         kind = frame.get("type")
@@ -415,7 +493,7 @@ class SlackChannel:
                 "thread_ts": session.meta.get("slack_thread") or None,
                 "text": text,
             }
-            await self.queue.put("slack.post", job)
+            await self.queue.put("slack.post", job, once=once)
 
 
 def _user_id(team: str, user: str) -> str:
@@ -536,3 +614,64 @@ async def slack_interactions(request: Request) -> Response:
         except StoreUnavailable as exc:
             return _fail(503, exc.code, exc.message)
     return Response(status_code=200)
+
+
+class _Stream:
+    """An answer shown while it is written: posted after its first words, then edited at
+    most every `stream_interval_s` (Slack allows about one edit a second per message). A
+    failed edit is skipped: the final text is set when the answer is complete."""
+
+    def __init__(
+        self, slack: SlackChannel, channel: str, thread: str | None, key: str, head: str
+    ) -> None:
+        self.slack = slack
+        self.channel = channel
+        self.thread = thread
+        self.mark = f"slack:posted:{key}:0"
+        self.head = head
+        self.text = ""
+        self.ts: str | None = None
+        self.shown = ""
+        self.last = 0.0
+
+    async def add(self, piece: str) -> None:
+        settings = self.slack.settings.slack
+        self.text += piece
+        now = time.monotonic()
+        if not settings.stream or now - self.last < settings.stream_interval_s:
+            return
+        self.last = now
+        limit = settings.max_message_chars - 2
+        shown = (self.head + to_mrkdwn(self.text))[:limit].rstrip()
+        # Never a half-open link or a cut "<" in an edit: show up to the last whole word.
+        if shown.rfind("<") > shown.rfind(">"):
+            shown = shown[: shown.rfind("<")].rstrip()
+        if not shown or shown == self.shown:
+            return
+        try:
+            if self.ts is None:
+                self.ts = await self.slack.kv.get(self.mark)  # a run before this one posted
+            if self.ts is None:
+                sent = await self.slack.api.call(
+                    "chat.postMessage",
+                    channel=self.channel,
+                    thread_ts=self.thread,
+                    text=shown + " …",
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+                self.ts = str(sent["ts"])
+                await self.slack.kv.put(self.mark, self.ts, POSTED_TTL_S)
+            else:
+                await self.slack.api.call(
+                    "chat.update", channel=self.channel, ts=self.ts, text=shown + " …"
+                )
+            self.shown = shown
+        except (RateLimited, SlackApiError, httpx.HTTPError, KeyError, StoreUnavailable) as exc:
+            # Skipped; the message's ts, if it was posted, is kept here for the final edit.
+            log.info("slack: a streaming edit was skipped: %s", exc)
+
+    def withdraw(self) -> None:
+        """A policy withdrew what was shown: the final edit replaces it (nothing new until)."""
+        self.text = ""
+        self.last = float("inf")

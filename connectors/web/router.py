@@ -126,8 +126,8 @@ class WebChannel:
         signer = Signer(secret, settings.web)
         if desk is not None:  # agents' messages reach widgets through the event log
 
-            async def deliver(session: Session, frame: dict[str, Any]) -> None:
-                await events.append(session.id, frame)
+            async def deliver(session: Session, frame: dict[str, Any], once: str | None) -> None:
+                await events.append(session.id, frame)  # the widget shows an id once
 
             desk.channels["web"] = deliver
         return cls(settings, components, events, runner, signer, feedback, reader)

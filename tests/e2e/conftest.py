@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.fakes import FakeSlack
 from tests.openai_server import OpenAIServer, serve_openai
 from tests.processes import ScriptedAnswers, ServerProcess, free_port
 from tests.support import DEMO_ABSTENTION
@@ -35,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("SWITCHBOARD_TEST_ARTIFACTS", ROOT / "build" / "test-artifacts"))
 ADMIN_KEY = "e2e-admin-key"
+SLACK_SECRET = "e2e-slack-signing-secret"
+SUPPORT = "CSUPPORT"
 IMAGE_HOST = "images.northwind.test"
 
 
@@ -110,6 +113,7 @@ class Deployment:
     prefix: str
     host_page_port: int
     redis_url: str
+    slack: FakeSlack  # the agents' console
 
     @property
     def url(self) -> str:
@@ -173,6 +177,8 @@ def deployment(
     tmp = tmp_path_factory.mktemp("e2e")
     prefix = f"e2e-{uuid.uuid4().hex[:8]}:"
     host_page_port = free_port()
+    slack = FakeSlack()
+    slack.start()
     with serve_openai(model, name="scripted") as llm:
         ports = [free_port(), free_port()]
         env = {
@@ -195,6 +201,10 @@ def deployment(
             ),
             "SWITCHBOARD_WEB__IMAGE_DOMAINS": json.dumps([IMAGE_HOST]),
             "SWITCHBOARD_ADMIN_API_KEY": ADMIN_KEY,
+            "SWITCHBOARD_SLACK__SIGNING_SECRET": SLACK_SECRET,
+            "SWITCHBOARD_SLACK__BOT_TOKEN": "xoxb-e2e",
+            "SWITCHBOARD_SLACK__API_URL": slack.url + "/api",
+            "SWITCHBOARD_SLACK__SUPPORT_CHANNEL": SUPPORT,
             "SWITCHBOARD_LOG_LEVEL": "info",
             "HF_HUB_OFFLINE": "1",
             "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
@@ -206,9 +216,10 @@ def deployment(
         try:
             for server in servers:
                 server.wait_ready()
-            yield Deployment(model, llm, servers, front, prefix, host_page_port, redis_url)
+            yield Deployment(model, llm, servers, front, prefix, host_page_port, redis_url, slack)
         finally:
             front.stop()
+            slack.stop()
             for server in servers:
                 server.stop()
             for server in servers:  # what the processes said, for a failing run's report

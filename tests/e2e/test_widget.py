@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.server
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 from playwright.sync_api import Page, Route, expect
 
-from bot.events import RedisEventLog
-from tests.e2e.conftest import ADMIN_KEY, IMAGE_HOST, SCRIPT, Deployment
+from tests.e2e.conftest import ADMIN_KEY, IMAGE_HOST, SCRIPT, SLACK_SECRET, SUPPORT, Deployment
+from tests.fakes import slack_event, slack_form
 
 pytestmark = pytest.mark.e2e
 
@@ -269,30 +268,70 @@ def test_feedback_is_stored_and_survives_a_reload(page: Page, deployment: Deploy
     )
 
 
-def test_a_person_taking_over_and_leaving_is_shown(page: Page, deployment: Deployment) -> None:
+def test_a_person_takes_over_from_slack_and_hands_back(page: Page, deployment: Deployment) -> None:
+    """The real loop: the customer asks for a person; the agent answers in the Slack thread
+    (Slack calls one process, whichever holds the widget); the widget shows it live and
+    after a reload; the bot is silent until the agent resolves."""
     _local_only(page)
     _open(page, deployment.url + "/")
     _ask(page, RETURNS_Q)
     _final(page)
-    state = json.loads(page.evaluate("localStorage.getItem('switchboard:demo')"))
+    _ask(page, "Can I talk to a person please?")
+    _final(page, 2)
+    expect(page.locator(".system").last).to_have_text("We've asked a person to help you.")
+    cid = json.loads(page.evaluate("localStorage.getItem('switchboard:demo')"))["conversation_id"]
+    slack = deployment.slack
 
-    async def agent(kind: str) -> None:  # what the Slack handoff writes
-        client = aioredis.from_url(deployment.redis_url)
-        events = RedisEventLog(client, deployment.prefix, 3600)
-        await events.append(
-            state["conversation_id"], {"type": "agent", "state": kind, "name": "Dana"}
-        )
-        await client.aclose()
+    def thread() -> str | None:
+        for call in slack.posts(SUPPORT):
+            if call.body.get("thread_ts") is None and cid in call.body["text"]:
+                return call.ts
+        return None
 
-    def run(kind: str) -> None:  # Playwright's loop runs in this thread: use another one
-        worker = threading.Thread(target=asyncio.run, args=(agent(kind),))
-        worker.start()
-        worker.join(30)
-
-    run("human")
+    deadline = time.monotonic() + 30
+    while (ts := thread()) is None:
+        assert time.monotonic() < deadline, "no handoff thread in Slack"
+        time.sleep(0.2)
+    said = {
+        "type": "message",
+        "channel": SUPPORT,
+        "user": "UAGENT",
+        "text": "Hi, Dana here. Let me look at your return.",
+        "ts": f"{time.time():.6f}",
+        "thread_ts": ts,
+    }
+    for server in deployment.servers:  # Slack's retry lands on the other process: once
+        assert slack_event(server.url, SLACK_SECRET, said, "EvE2E1").status_code == 200
     expect(page.locator(".system").last).to_have_text("You're now chatting with Dana.")
-    run("bot")
+    agent = page.locator(".msg.agent")
+    expect(agent).to_have_count(1)
+    expect(agent.locator(".body")).to_have_text("Hi, Dana here. Let me look at your return.")
+    expect(agent.locator(".who")).to_have_text("Dana")
+    expect(agent.locator("button[data-rating]")).to_have_count(0)  # no thumbs for people
+    _ask(page, "Thanks, I'll wait")
+    expect(page.locator(".msg.user").last).to_contain_text("Thanks, I'll wait")
+    page.wait_for_timeout(1500)
+    expect(page.locator(".typing")).to_have_count(0)  # the bot is not "typing"
+    expect(page.locator(".msg.bot")).to_have_count(3)  # two answers and Dana's message
+    page.reload()
+    page.locator(".launcher").click()
+    expect(page.locator(".msg.agent .who")).to_have_text("Dana")  # from the history
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "UAGENT"},
+        "channel": {"id": SUPPORT},
+        "actions": [{"action_id": "switchboard_resolve", "value": cid}],
+    }
+    pressed = slack_form(
+        deployment.servers[1].url,
+        "/slack/interactions",
+        SLACK_SECRET,
+        {"payload": json.dumps(payload)},
+    )
+    assert pressed.status_code == 200
     expect(page.locator(".system").last).to_have_text("You're back with the assistant.")
+    _ask(page, REFUND_Q)
+    expect(page.locator(".msg.bot[data-message-id]")).to_have_count(4, timeout=60_000)
 
 
 def test_keyboard_phone_viewport_and_style_isolation(page: Page, deployment: Deployment) -> None:

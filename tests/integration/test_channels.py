@@ -121,6 +121,7 @@ def deployment(
             "SWITCHBOARD_SLACK__API_URL": slack.url + "/api",
             "SWITCHBOARD_SLACK__SUPPORT_CHANNEL": SUPPORT,
             "SWITCHBOARD_SLACK__MAX_MESSAGE_CHARS": "400",
+            "SWITCHBOARD_SLACK__STREAM_INTERVAL_S": "0.2",
             "SWITCHBOARD_PUBLIC_URL": "https://bot.northwind.test",
             "SWITCHBOARD_WEBHOOKS": json.dumps(webhooks),
             "SWITCHBOARD_JOBS__CLAIM_IDLE_S": "3",
@@ -173,7 +174,7 @@ def test_slack_refuses_unsigned_stale_future_and_tampered_requests(
     assert ok.status_code == 200 and ok.json() == {"challenge": "c-123"}
     assert httpx.post(url, content=body).status_code == 401  # no headers
     now = int(time.time())
-    for skew in (-301, 301):
+    for skew in (-305, 305):  # (the exact bounds: the unit tests, with a fixed clock)
         stale = httpx.post(url, content=body, headers=slack_headers(SECRET, body, now + skew))
         assert stale.status_code == 401, skew
         assert "timestamp" in stale.json()["error"]["message"]
@@ -218,15 +219,15 @@ def test_a_mention_is_answered_once_in_its_thread_despite_retries(
     time.sleep(2.0)  # time for a duplicate to show up, if there were one
     answers = slack.posts("CGENERAL", ts)
     assert len(answers) == 1, [a.body for a in answers]
-    text = answers[0].body["text"]
+    text = slack.messages("CGENERAL", ts)[0]  # as last edited
     assert "5 to 10 business days" in text
     assert "Sources: <https://bot.northwind.test/help/" in text  # citations as links
     assert answers[0].body["unfurl_links"] is False
     # The thread is the conversation: a follow-up in it continues the same history.
     follow = {**event, "ts": _ts(), "thread_ts": ts, "text": "<@UBOT> how do I return an item?"}
     slack_event(deployment.url(1), SECRET, follow, "Ev" + uuid.uuid4().hex[:10])
-    _wait(lambda: len(slack.posts("CGENERAL", ts)) == 2, what="the follow-up")
-    assert "*30 days*" in slack.posts("CGENERAL", ts)[1].body["text"]  # mrkdwn bold
+    _wait(lambda: "Sources" in "".join(slack.messages("CGENERAL", ts)[1:]), what="the follow-up")
+    assert "*30 days*" in slack.messages("CGENERAL", ts)[1]  # mrkdwn bold
     prompt = deployment.model.prompts[-1]
     assert any("refund take" in m.content for m in prompt)  # the thread's history
 
@@ -248,7 +249,7 @@ def test_bots_edits_and_our_own_messages_are_ignored(deployment: Deployment) -> 
     assert len(slack.posts()) == before
 
 
-def test_a_long_dm_answer_is_split_and_rate_limits_are_waited_out(
+def test_a_long_dm_answer_streams_by_edits_is_split_and_waits_out_rate_limits(
     deployment: Deployment,
 ) -> None:
     slack = deployment.slack
@@ -263,10 +264,17 @@ def test_a_long_dm_answer_is_split_and_rate_limits_are_waited_out(
         "ts": _ts(),
     }
     slack_event(deployment.url(1), SECRET, event, "Ev" + uuid.uuid4().hex[:10])
-    _wait(lambda: sum(len(c.body["text"]) for c in slack.posts(channel)) >= len(LONG), 60)
-    pieces = [c.body["text"] for c in slack.posts(channel)]
+    _wait(lambda: "Sources" in "".join(slack.messages(channel)), 60, "the whole answer")
+    pieces = slack.messages(channel)
     assert len(pieces) >= 3 and all(len(p) <= 400 for p in pieces)
-    assert " ".join(pieces).startswith(LONG.split(" Refund step 5")[0])
+    assert " ".join(pieces).startswith(LONG)
+    # It was shown while written: posted early, then edited as it grew, then completed.
+    edits = slack.edits(slack.posts(channel)[0].ts)
+    shown = [slack.posts(channel)[0].body["text"], *edits]
+    assert len(shown) >= 3, shown
+    assert all(text.endswith(" …") for text in shown[:-1])
+    assert [len(t) for t in shown[:-1]] == sorted(len(t) for t in shown[:-1])
+    assert shown[-1] == pieces[0]
     assert all(c.body.get("thread_ts") is None for c in slack.posts(channel))  # a DM
     assert len(slack.limited) >= 1
     waited = slack.posts(channel)[0].at - slack.limited[-1].at
@@ -288,9 +296,10 @@ def test_the_ask_command(deployment: Deployment) -> None:
     assert again.status_code == 200
     posts = _wait(lambda: deployment.slack.posts("CASK"), what="the /ask answer")
     time.sleep(1.5)
-    texts = [c.body["text"] for c in deployment.slack.posts("CASK")]
+    texts = deployment.slack.messages("CASK")
     assert sum("asked:" in text for text in texts) == 1, texts  # the retry was not answered
-    assert posts[0].body["text"].startswith("<@UASKER> asked: How long does a refund take?")
+    assert texts[0].startswith("<@UASKER> asked: How long does a refund take?")
+    assert len(posts) == len(texts)
     usage = slack_form(deployment.url(), "/slack/commands", SECRET, {**form, "text": ""})
     assert "Ask a question" in usage.json()["text"]
     bad = httpx.post(deployment.url() + "/slack/commands", data=form)
@@ -308,9 +317,9 @@ def test_webhook_requests_are_verified_and_validated(deployment: Deployment) -> 
     base, msg = deployment.url(), _message("c-" + uuid.uuid4().hex, "hello")
     body = json.dumps(msg).encode()
     assert webhook_post(base, "nope", SMS, msg).status_code == 404
-    expired = webhook_post(base, "sms", SMS, msg, timestamp=int(time.time()) - 301)
+    expired = webhook_post(base, "sms", SMS, msg, timestamp=int(time.time()) - 305)
     assert expired.status_code == 401 and "time" in expired.json()["error"]["message"]
-    future = webhook_post(base, "sms", SMS, msg, timestamp=int(time.time()) + 301)
+    future = webhook_post(base, "sms", SMS, msg, timestamp=int(time.time()) + 305)
     assert future.status_code == 401
     wrong = webhook_post(base, "sms", ["guess"], msg)
     assert wrong.status_code == 401 and "match" in wrong.json()["error"]["message"]
@@ -524,6 +533,7 @@ def test_handoff_to_an_agent_in_slack_and_back(deployment: Deployment) -> None:
         payload = {
             "type": "block_actions",
             "user": {"id": "UAGENT"},
+            "channel": {"id": SUPPORT},
             "actions": [{"action_id": "switchboard_resolve", "value": conversation}],
         }
         done = slack_form(
@@ -594,6 +604,10 @@ def test_webhook_customer_handed_off_gets_the_agents_reply(deployment: Deploymen
         "team_id": "T1",
         "trigger_id": uuid.uuid4().hex,
     }
+    elsewhere = slack_form(
+        deployment.url(), "/slack/commands", SECRET, {**form, "channel_id": "CGENERAL"}
+    ).json()["text"]
+    assert "support channel only" in elsewhere  # not any workspace member, anywhere
     assert slack_form(deployment.url(), "/slack/commands", SECRET, form).json()["text"] == "Done."
     back = receiver.wait_for(1, conversation_id=conversation, type="agent", state="bot")[0]
     assert back.body["text"] == "You're back with the assistant."

@@ -209,3 +209,102 @@ def test_backoff_grows_and_is_capped_with_jitter() -> None:
     assert all(0.1 * min(30, 2**a) <= d <= min(30, 2**a) for a, d in enumerate(delays))
     assert max(delays) <= 30.0
     assert len({round(d, 3) for d in delays}) == len(delays)  # jittered
+
+
+async def test_a_worker_never_takes_back_a_job_another_took_over(
+    clients: list[aioredis.Redis],
+) -> None:
+    """If a worker went silent long enough for another to take its job, its late heartbeat
+    and its result do not take the job back or settle it (the other's run counts)."""
+    queue = _queue(clients, reader=1, claim_idle_s=1.0)
+    started = asyncio.Event()
+
+    async def slow(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(1.5)
+
+    queue.handle("t", slow)
+    await queue.start()
+    try:
+        await queue.put("t", {})
+        await asyncio.wait_for(started.wait(), 10)
+        [entry] = await clients[0].xpending_range("jt:jobs", "workers", "-", "+", 10)
+        # Another worker takes it over (as after a long pause of this one), and lives on:
+        # it keeps its claim fresh, as its heartbeat would.
+        for _ in range(7):  # 2.1 s: the slow run ends and tries to settle; heartbeats ran
+            await clients[0].xclaim("jt:jobs", "workers", "thief", 0, [entry["message_id"]])
+            await asyncio.sleep(0.3)
+        [still] = await clients[0].xpending_range("jt:jobs", "workers", "-", "+", 10)
+        assert still["consumer"] == "thief"
+        assert await clients[0].zcard("jt:jobs:later") == 0
+        assert await queue.dead() == []
+    finally:
+        await queue.close()
+
+
+async def test_a_double_replay_queues_the_job_once(clients: list[aioredis.Redis]) -> None:
+    queue = _queue(clients)
+    runs: list[int] = []
+
+    async def handler(job: Job) -> None:
+        runs.append(job.attempt)
+        if len(runs) == 1:
+            raise GiveUp("first time")
+
+    queue.handle("t", handler)
+    await queue.start()
+    try:
+        job_id, _ = await queue.put("t", {})
+        for _ in range(100):
+            if await queue.dead():
+                break
+            await asyncio.sleep(0.05)
+        results = await asyncio.gather(queue.replay(job_id), queue.replay(job_id))
+        assert sorted(results) == [False, True]
+        await _until(lambda: len(runs) == 2)
+        await asyncio.sleep(0.5)
+        assert len(runs) == 2
+    finally:
+        await queue.close()
+
+
+async def test_an_unreadable_job_goes_to_the_dead_letters(clients: list[aioredis.Redis]) -> None:
+    queue = _queue(clients)
+    await clients[0].xgroup_create("jt:jobs", "workers", id="0", mkstream=True)
+    await clients[0].xadd("jt:jobs", {"j": '{"kind": "t", "unknown_field": 1}'})
+    ran: list[Job] = []
+
+    async def handler(job: Job) -> None:
+        ran.append(job)
+
+    queue.handle("t", handler)
+    await queue.start()
+    try:
+        await queue.put("t", {"after": True})
+        await _until(lambda: ran)  # the queue kept going
+        dead = await queue.dead()
+        assert len(dead) == 1 and dead[0]["error"].startswith("unreadable")
+    finally:
+        await queue.close()
+
+
+async def test_the_queue_recovers_when_its_stream_is_deleted(clients: list[aioredis.Redis]) -> None:
+    """A flush (or a failover to an empty replica) deletes the stream and its group: the
+    worker makes them again instead of never taking a job again."""
+    queue = _queue(clients)
+    ran: list[Job] = []
+
+    async def handler(job: Job) -> None:
+        ran.append(job)
+
+    queue.handle("t", handler)
+    await queue.start()
+    try:
+        await queue.put("t", {})
+        await _until(lambda: len(ran) == 1)
+        await clients[0].flushdb()
+        await asyncio.sleep(1.5)
+        await queue.put("t", {})
+        await _until(lambda: len(ran) == 2, within=15)
+    finally:
+        await queue.close()

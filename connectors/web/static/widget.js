@@ -28,7 +28,8 @@
       send: "Send", open: "Open chat", close: "Close chat", typing: "The assistant is typing",
       connecting: "Connecting…", online: "Online", offline: "Offline. Reconnecting…",
       retry: "Retry", notSent: "Not sent.", sources: "Sources", helpful: "Helpful",
-      unhelpful: "Not helpful", agentJoined: "You're now chatting with {name}.",
+      unhelpful: "Not helpful", agentJoined: "You're now chatting with {name}.", agent: "Agent",
+      closed: "The conversation was closed. Write again to start over with the assistant.",
       botBack: "You're back with the assistant.", handoff: "We've asked a person to help you.",
       failed: "Something went wrong.", image: "image",
       newChat: "New conversation"
@@ -38,7 +39,8 @@
       send: "Enviar", open: "Abrir chat", close: "Cerrar chat", typing: "El asistente está escribiendo",
       connecting: "Conectando…", online: "En línea", offline: "Sin conexión. Reconectando…",
       retry: "Reintentar", notSent: "No enviado.", sources: "Fuentes", helpful: "Útil",
-      unhelpful: "No es útil", agentJoined: "Ahora hablas con {name}.",
+      unhelpful: "No es útil", agentJoined: "Ahora hablas con {name}.", agent: "Agente",
+      closed: "La conversación se cerró. Escribe de nuevo para volver con el asistente.",
       botBack: "Vuelves a hablar con el asistente.", handoff: "Hemos pedido que te atienda una persona.",
       failed: "Algo salió mal.", image: "imagen",
       newChat: "Nueva conversación"
@@ -50,6 +52,7 @@
       online: "En ligne", offline: "Hors ligne. Reconnexion…", retry: "Réessayer",
       notSent: "Non envoyé.", sources: "Sources", helpful: "Utile", unhelpful: "Pas utile",
       agentJoined: "Vous discutez maintenant avec {name}.", botBack: "Vous êtes de retour avec l'assistant.",
+      agent: "Conseiller", closed: "La conversation est close. Écrivez à nouveau pour reprendre avec l'assistant.",
       handoff: "Nous avons demandé à une personne de vous aider.",
       failed: "Une erreur s'est produite.", image: "image", newChat: "Nouvelle conversation"
     },
@@ -58,7 +61,8 @@
       send: "Senden", open: "Chat öffnen", close: "Chat schließen", typing: "Der Assistent schreibt",
       connecting: "Verbinde…", online: "Online", offline: "Offline. Verbinde neu…",
       retry: "Erneut senden", notSent: "Nicht gesendet.", sources: "Quellen", helpful: "Hilfreich",
-      unhelpful: "Nicht hilfreich", agentJoined: "Sie chatten jetzt mit {name}.",
+      unhelpful: "Nicht hilfreich", agentJoined: "Sie chatten jetzt mit {name}.", agent: "Mitarbeiter",
+      closed: "Das Gespräch wurde beendet. Schreiben Sie erneut, um mit dem Assistenten fortzufahren.",
       botBack: "Sie sind wieder beim Assistenten.", handoff: "Wir haben eine Person um Hilfe gebeten.",
       failed: "Etwas ist schiefgelaufen.", image: "Bild",
       newChat: "Neues Gespräch"
@@ -214,6 +218,7 @@
     ".bot a{color:#0b57d0;}.bot img{max-width:100%;}",
     ".msg[data-streaming] .md::after{content:'\\258D';opacity:.5;}",
     ".meta{display:flex;gap:6px;align-items:center;font-size:11px;color:#5b6b62;margin-top:4px;}",
+    ".msg.agent{border-left:3px solid var(--sb-color);}.meta .who{font-weight:600;}",
     ".user .meta{color:#e5efe9;justify-content:flex-end;}",
     ".meta button{border:1px solid #cfd8d3;background:#fff;color:#5b6b62;border-radius:6px;cursor:pointer;padding:2px 5px;line-height:0;}",
     ".meta button svg{width:13px;height:13px;fill:currentColor;}",
@@ -357,7 +362,10 @@
     el.setAttribute("data-message-id", m.id);
     fill(el, m.text);
     var meta = [clock(m.at || m.created)];
-    if (m.kind !== "agent") meta = meta.concat(thumbs(m.id, rating));
+    if (m.kind === "agent") {
+      el.classList.add("agent");
+      meta.unshift(h("span", { className: "who", text: m.author || T.agent }));
+    } else meta = meta.concat(thumbs(m.id, rating));
     el.appendChild(h("div", { className: "meta" }, meta));
     var s = sources(m.citations);
     if (s) el.appendChild(s);
@@ -370,7 +378,7 @@
     if (!history.length) system(cfg.greeting);
     history.forEach(function (t) {
       if (t.role === "user") { shown[t.message_id] = userBubble(t.text, t.created); return; }
-      finishAnswer(botBubble(), { id: t.message_id, text: t.text, citations: t.citations, created: t.created }, ratings[t.message_id]);
+      finishAnswer(botBubble(), { id: t.message_id, text: t.text, citations: t.citations, created: t.created, kind: t.kind, author: t.author }, ratings[t.message_id]);
     });
   }
 
@@ -461,8 +469,7 @@
         break;
       case "accepted":
         if (stream) { stream.el.removeAttribute("data-streaming"); stream = null; }
-        answering = f.in_reply_to;
-        state.streaming = true; save();
+        if (!f.to_agent) { answering = f.in_reply_to; state.streaming = true; save(); }
         var mine = pending.filter(function (p) { return p.id === f.in_reply_to; })[0];
         if (mine) {
           pending.splice(pending.indexOf(mine), 1);
@@ -470,7 +477,7 @@
         } else if (!shown[f.id]) {
           shown[f.id] = userBubble(f.text, f.at); // sent from another tab
         }
-        typing(true);
+        if (!f.to_agent) typing(true); // a person reads it: they answer when they can
         break;
       case "token":
         typing(false);
@@ -495,7 +502,7 @@
         emit("message", { id: f.id, text: f.text, citations: f.citations || [] });
         break;
       case "agent":
-        system(f.state === "human" ? T.agentJoined.replace("{name}", f.name || "an agent") : T.botBack);
+        system(f.state === "human" ? T.agentJoined.replace("{name}", f.name || T.agent) : f.state === "closed" ? T.closed : T.botBack);
         break;
       case "feedback":
         setRating(f.message_id, f.rating);
