@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -148,13 +149,28 @@ class HandoffDesk:
                 "handoff %s", json.dumps({"conversation": conversation_id, "state": "human"})
             )
             await self.deliver(session, {"type": "agent", "state": "human", "name": agent})
-        context = Context("storage", channel=session.channel, conversation=conversation_id)
-        redacted = await self.manager.policies.redact_for_storage(text, context)
+        redacted = await self.redact_agent(text, agent, session)
         turn = Turn("assistant", redacted, kind="agent", author=agent, client_id=key)
         await self.store.append(conversation_id, [turn])
         frame = agent_frame(turn, conversation_id)
         await self.deliver(session, frame, once=f"agent:{turn.message_id}")
         return turn
+
+    async def redact_agent(self, text: str, agent: str, session: Session) -> str:
+        """An agent's words as they may be stored: redacted, except the agent's own name
+        (not the customer's personal data; "Hi, Dana here" must not read "Hi, <PERSON>")."""
+        context = Context("storage", channel=session.channel, conversation=session.id)
+        redact = self.manager.policies.redact_for_storage
+        names = sorted(set(re.findall(r"[^\W\d_]{2,}", agent)), key=len, reverse=True)
+        if not names:
+            return await redact(text, context)
+        own = re.compile(r"\b(" + "|".join(map(re.escape, names)) + r")\b")
+        parts = own.split(text)  # odd places: the agent's name
+        out = [
+            part if i % 2 or not part.strip() else await redact(part, context)
+            for i, part in enumerate(parts)
+        ]
+        return "".join(out)
 
     async def resolve(self, conversation_id: str, agent: str, *, close: bool = False) -> bool:
         """The person is done: the bot answers again (or the conversation is closed).

@@ -152,9 +152,17 @@ class SlackChannel:
         if channel == self.support:
             if kind == "message" and thread:  # an agent, in a handoff's thread
                 cid = await self.kv.get(f"slack:handoff:{channel}:{thread}")
-                if cid is not None and text:
-                    redacted = await self._redact(text, cid, "slack")
-                    payload = {"conversation": cid, "user": user, "text": redacted, "key": event_id}
+                session = None if cid is None else await self.manager.store.get(cid)
+                if session is not None and text:
+                    # Redacted before it is queued, but for the agent's own name.
+                    name = await self.quick_name(user)
+                    redacted = await self.desk.redact_agent(text, name, session)
+                    payload = {
+                        "conversation": session.id,
+                        "user": user,
+                        "text": redacted,
+                        "key": event_id,
+                    }
                     await self.queue.put("slack.agent", payload, once=f"slack:{event_id}")
             return
         direct = kind == "message" and event.get("channel_type") == "im"

@@ -102,15 +102,17 @@ async def test_agent_joins_speaks_once_and_resolves() -> None:
         assert await desk.request(cid, "asked through the admin API", tell_customer=True)
         assert not await desk.request(cid, "again", tell_customer=True)  # already pending
         assert recorder.frames[0][0]["code"] == "handoff"
-        turn = await desk.agent_says(cid, "Dana", "Hi, jane@example.com is on file", key="ev1")
+        said = "Hi, Dana here. jane@example.com is on file"
+        turn = await desk.agent_says(cid, "Dana", said, key="ev1")
         assert turn is not None and turn.kind == "agent" and turn.author == "Dana"
-        assert "jane@example.com" not in turn.text  # an agent's words are stored redacted
+        # An agent's words are stored redacted, but for the agent's own name.
+        assert turn.text == "Hi, Dana here. <EMAIL_ADDRESS> is on file"
         assert (await manager.session(cid)).status == "human"
         frames = [frame for frame, _ in recorder.frames]
         assert frames[1] == {"type": "agent", "state": "human", "name": "Dana"}
         assert frames[2]["kind"] == "agent" and frames[2]["id"] == turn.message_id
         # The same Slack event again: stored once, delivered with the same once-key.
-        repeat = await desk.agent_says(cid, "Dana", "Hi, jane@example.com is on file", key="ev1")
+        repeat = await desk.agent_says(cid, "Dana", said, key="ev1")
         assert repeat is not None and repeat.message_id == turn.message_id
         assert recorder.frames[-1][1] == recorder.frames[2][1] == f"agent:{turn.message_id}"
         _, turns = await manager.resume(cid)
