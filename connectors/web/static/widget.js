@@ -489,6 +489,7 @@
         break;
       case "notice":
         if (f.code === "answer_withdrawn") { if (stream) { stream.text = ""; fill(stream.el, ""); } }
+        else if (f.code === "handoff") system(T.handoff); // in the visitor's language
         else if (f.text) system(f.text);
         break;
       case "message":
