@@ -56,6 +56,14 @@ class Components:
         self.manager = ConversationManager(
             self.settings, self.store, self.policies, self.retriever, self.llm
         )
+        if self.settings.actions_file is not None:
+            from bot.actions.engine import ActionEngine
+            from bot.actions.schema import load_actions
+
+            if self.embedder is None:
+                raise ConfigError("actions need the embedder (intent matching)")
+            config = load_actions(self.settings.actions_file)  # ActionsFileError: refused
+            self.manager.actions = ActionEngine(config, self.embedder, self.store)
 
     async def start(self) -> None:
         """Connect the store and warm up every stage.
@@ -69,6 +77,8 @@ class Components:
         if self.embedder is not None:
             # Before anything else: the topics stage embeds its examples while warming up.
             await asyncio.to_thread(self.embedder.warm_up)
+        if self.manager.actions is not None:
+            await asyncio.to_thread(self.manager.actions.warm_up)
         await asyncio.gather(
             asyncio.to_thread(self.policies.warm_up),
             asyncio.to_thread(self._warm_torch_models),
@@ -136,6 +146,8 @@ class Components:
     async def close(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
+        if self.manager.actions is not None:
+            await self.manager.actions.close()
         await self.llm.close()
         self.policies.close()
         await self.store.close()

@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncGenerator
 from dataclasses import asdict, dataclass
 
+from bot.actions.engine import ActionEngine, ActionReply
 from bot.errors import BadRequest, ConversationNotFound, ModelError, SwitchboardError
 from bot.handoff import WITH_AGENT, HandoffDesk
 from bot.llm.base import ChatMessage, GenerationParams, LanguageModel
@@ -89,6 +90,8 @@ class ConversationManager:
         self.llm = llm
         # Hands conversations to people (set by the app when channels are wired).
         self.desk: HandoffDesk | None = None
+        # Business actions on a Rasa action server (set when an actions file is configured).
+        self.actions: ActionEngine | None = None
 
     async def resume(self, conversation_id: str) -> tuple[Session, list[Turn]]:
         """A conversation and its stored (redacted) turns; raises `ConversationNotFound`."""
@@ -209,15 +212,16 @@ class ConversationManager:
             user_turn = Turn("user", question, client_id=message.client_message_id or "")
             await self.store.append(session.id, [user_turn])
             yield Accepted(user_turn.message_id, question, session.id, message.client_message_id)
-            answer = self._answer(
-                policies,
-                session,
-                _Asked(message.channel, message.client_message_id, user_turn, verdict.handoff),
-                history,
-                record,
-                context,
-                started,
-            )
+            asked = _Asked(message.channel, message.client_message_id, user_turn, verdict.handoff)
+            if self.actions is not None:
+                act = await self._act(session, question, message.channel, policies)
+                if act is not None:
+                    done = self._action_answer(policies, session, asked, act, record, context)
+                    async for event in done:
+                        yield event
+                    self._log(record, started)
+                    return
+            answer = self._answer(policies, session, asked, history, record, context, started)
             async for event in answer:
                 yield event
 
@@ -350,6 +354,54 @@ class ConversationManager:
             event = {"conversation": conversation, "channel": channel, "reason": reason}
             audit.info("handoff %s", json.dumps(event))
         return reason
+
+    async def _act(
+        self, session: Session, question: str, channel: str, policies: PolicyEngine
+    ) -> ActionReply | None:
+        """The action stage's reply, or None (not an action). A bug in it costs this turn's
+        action, never the turn: the failure reply (with the offer of a person) is sent."""
+        assert self.actions is not None
+        try:
+            return await self.actions.handle(session, question, channel, policies)
+        except SwitchboardError:
+            raise
+        except Exception:
+            log.exception("conversation %s: the action stage failed", session.id)
+            return ActionReply(self.actions.config.failure, failed=True)
+
+    async def _action_answer(
+        self,
+        policies: PolicyEngine,
+        session: Session,
+        asked: _Asked,
+        act: ActionReply,
+        record: _TurnAudit,
+        context: Context,
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """An action's reply as the turn's answer: through the output policy like any."""
+        output = policies.output_filter(context)
+        parts: list[str] = []
+        for piece in (await policies.feed(output, act.text), await policies.flush(output)):
+            if piece:
+                parts.append(piece)
+                yield Token(piece)
+        if output.blocked is not None:
+            record.blocked = output.blocked.reason
+            reply = output.blocked.reply or policies.messages(asked.channel).blocked
+            answer = Turn("assistant", reply, kind="blocked")
+            yield Notice("answer_withdrawn", "The answer was withdrawn by a policy.")
+        else:
+            answer = Turn("assistant", "".join(parts).strip(), kind="action")
+        await self.store.append(session.id, [answer])
+        handoff = asked.handoff
+        if act.handoff == "pause" or act.failed:
+            # An action that pauses the conversation hands it to a person; a failed one
+            # offers one (the reply says so) and counts like an "I don't know".
+            handoff = handoff or ("the action asked for a person" if act.handoff else "")
+        await self._hand_off(session.id, handoff)
+        if act.handoff == "resume" and self.desk is not None:
+            await self.desk.resolve(session.id, "the assistant")
+        yield self._final(session, answer, asked.in_reply_to, handoff)
 
     async def _hand_off(self, conversation_id: str, reason: str) -> None:
         """Ask the desk for a person when the turn's triggers fired (a fault there costs the

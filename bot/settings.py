@@ -315,6 +315,11 @@ class Settings(BaseSettings):
     )
     key_prefix: str = Field("sb:", description="Prefix of every Redis key.")
     policy_file: Path | None = Field(None, description="Policy YAML (default: the bundled one).")
+    actions_file: Path | None = Field(
+        None,
+        description="Actions YAML: intents, their slots and the Rasa action server that runs "
+        "them (see examples/actions.yaml); unset: no actions.",
+    )
     forwarded_allow_ips: str = Field(
         "127.0.0.1",
         description="Proxies trusted to set X-Forwarded-For (comma-separated, or '*'): behind "

@@ -1,0 +1,191 @@
+"""The actions file: which business actions the bot can run, and when.
+
+```yaml
+version: 1
+server:
+  url: http://127.0.0.1:5055      # a Rasa action server (rasa-sdk)
+  timeout_s: 10
+intents:
+  - name: order_status
+    examples: ["where is my order", "track my order 12345"]
+    threshold: 0.72           # at or above: the intent is matched
+    confirm_above: 0.6        # between this and threshold: "Did you mean ...?"
+    description: check an order's status          # used in "Did you mean to check ...?"
+    slots:
+      - name: order_id
+        pattern: '\\b\\d{5}\\b'   # filled from the message when it matches
+        prompt: "What's your order number?"
+    action: action_order_status
+    confirm: "Cancel order {order_id}? (yes/no)"   # optional: asked before running
+```
+
+Validated with pydantic (`extra="forbid"`); every problem is reported with its line.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError
+from policies.yaml_lines import Problem, YamlSyntaxError, compose, duplicate_keys, locate
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    url: str = Field(description="The action server's root, e.g. http://actions:5055.")
+    timeout_s: float = Field(10.0, gt=0, le=300, description="One action call.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class SlotConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    pattern: str | None = Field(
+        None, description="A regex: its first group (or whole match) fills the slot."
+    )
+    prompt: str = Field(min_length=1, description="Asked when the slot is still empty.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+class IntentConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    examples: list[str] = Field(min_length=1)
+    action: str = Field(min_length=1, description="The action server's action name.")
+    threshold: float = Field(0.72, gt=0, le=1)
+    confirm_above: float | None = Field(
+        None, gt=0, le=1, description="Ask 'Did you mean ...?' between this and threshold."
+    )
+    description: str = Field("", description="Words for 'Did you mean to ...?'.")
+    slots: list[SlotConfig] = Field(default_factory=list)
+    confirm: str | None = Field(
+        None, description="Asked (with the slots filled in) before the action runs."
+    )
+
+    @model_validator(mode="after")
+    def _bands(self) -> IntentConfig:
+        if self.confirm_above is not None and self.confirm_above >= self.threshold:
+            raise ValueError(
+                f"confirm_above ({self.confirm_above}) must be below threshold ({self.threshold})"
+            )
+        names = [slot.name for slot in self.slots]
+        if len(set(names)) != len(names):
+            raise ValueError("slot names must be unique within an intent")
+        return self
+
+
+class ActionsFile(_Strict):
+    version: int = 1
+    server: ServerConfig
+    intents: list[IntentConfig] = Field(default_factory=list)
+    max_followups: int = Field(5, ge=0, le=20, description="Chained followup actions per turn.")
+    yes: list[str] = Field(
+        default_factory=lambda: [
+            "yes",
+            "y",
+            "yeah",
+            "yep",
+            "sure",
+            "ok",
+            "okay",
+            "correct",
+            "please do",
+            "confirm",
+        ]
+    )
+    no: list[str] = Field(
+        default_factory=lambda: [
+            "no",
+            "n",
+            "nope",
+            "cancel",
+            "stop",
+            "don't",
+            "do not",
+            "never mind",
+        ]
+    )
+    failure: str = Field(
+        "Sorry — I couldn't complete that right now. Would you like to talk to a person?",
+        description="Said when the action server is down, slow or fails.",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> ActionsFile:
+        names = [intent.name for intent in self.intents]
+        if len(set(names)) != len(names):
+            raise ValueError("intent names must be unique")
+        return self
+
+
+class ActionsFileError(ConfigError):
+    """An actions file is unusable; one line per problem, with its line number."""
+
+    code = "actions_file_error"
+
+    def __init__(self, filename: str, problems: list[Problem]) -> None:
+        self.errors = [(p.line, p.location, p.reason) for p in problems]
+        super().__init__(
+            "\n".join(f"{filename}:{p.line}: {p.location}: {p.reason}" for p in problems)
+        )
+
+
+def parse_actions(text: str, filename: str = "<actions>") -> ActionsFile:
+    try:
+        root, data = compose(text)
+    except YamlSyntaxError as exc:
+        raise ActionsFileError(filename, exc.problems) from exc
+    if root is None or not isinstance(data, dict):
+        raise ActionsFileError(
+            filename, [Problem(1, "(file)", "expected keys: version, server, intents")]
+        )
+    if problems := duplicate_keys(root):
+        raise ActionsFileError(filename, problems)
+    try:
+        return ActionsFile.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = [part for part in error["loc"] if isinstance(part, str | int)]
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
+            reason = str(error["msg"])
+            if error["type"] == "extra_forbidden":
+                reason = "unknown key"
+            elif error["type"] == "value_error":
+                reason = str(error.get("ctx", {}).get("error", reason))
+            line = locate(root, loc, at_key=error["type"] == "extra_forbidden")
+            problems.append(Problem(line, where.lstrip(".") or "(top level)", reason))
+        raise ActionsFileError(filename, sorted(problems, key=lambda p: p.line)) from exc
+
+
+def load_actions(path: str | Path) -> ActionsFile:
+    path = Path(path)
+    try:
+        return parse_actions(path.read_text(encoding="utf-8"), str(path))
+    except UnicodeDecodeError as exc:
+        raise ActionsFileError(str(path), [Problem(1, "(file)", "not UTF-8 text")]) from exc
+
+
+def example(data: dict[str, Any]) -> ActionsFile:
+    """An actions file from a dict (tests, embedding)."""
+    return ActionsFile.model_validate(data)

@@ -1,0 +1,1 @@
+"""Example business actions for Switchboard: order status and cancellation (rasa-sdk)."""
