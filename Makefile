@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export SWITCHBOARD_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo serve ingest test test-fast lint format clean
+.PHONY: help install demo serve ingest test test-fast lint format clean actions-server
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,12 @@ demo: ingest ## Install, index the demo help center and serve it on http://127.0
 	SWITCHBOARD_KNOWLEDGE__DOCUMENTS_DIR=$${SWITCHBOARD_KNOWLEDGE__DOCUMENTS_DIR:-demo/kb} \
 	SWITCHBOARD_KNOWLEDGE__ABSTENTION_MODEL=$${SWITCHBOARD_KNOWLEDGE__ABSTENTION_MODEL:-demo/abstain.json} \
 	$(BIN)/switchboard serve
+
+actions-server: ## Serve the example Rasa actions (examples/rasa_actions) on :5055, from build/rasa-venv
+	test -f build/rasa-venv/.rasa-sdk-installed || ($(PYTHON) -m venv build/rasa-venv && \
+	  build/rasa-venv/bin/pip install --quiet rasa-sdk==3.21.1 && touch build/rasa-venv/.rasa-sdk-installed)
+	cd examples/rasa_actions && SANIC_HOST=127.0.0.1 ../../build/rasa-venv/bin/python -m rasa_sdk \
+	  --actions order_actions --port 5055
 
 serve: $(STAMP) ## Serve with the current settings (no ingest)
 	$(BIN)/switchboard serve

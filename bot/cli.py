@@ -70,6 +70,22 @@ def _check_store(settings: Settings) -> None:
         raise typer.Exit(1) from exc
 
 
+def _check_actions(settings: Settings) -> None:
+    """Refuse a bad actions file before loading anything, naming each line and reason."""
+    if settings.actions_file is None:
+        return
+    from bot.actions.schema import load_actions
+
+    try:
+        load_actions(settings.actions_file)
+    except OSError as exc:
+        typer.secho(f"error: cannot read the actions file: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    except SwitchboardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [default: settings]")] = None,
@@ -83,6 +99,7 @@ def serve(
     settings = _settings()
     _logging(settings.log_level)
     _check_store(settings)
+    _check_actions(settings)
     app_ = create_app(settings)
     uvicorn.run(
         app_,

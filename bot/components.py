@@ -79,6 +79,7 @@ class Components:
             await asyncio.to_thread(self.embedder.warm_up)
         if self.manager.actions is not None:
             await asyncio.to_thread(self.manager.actions.warm_up)
+            await self.manager.actions.discover()
         await asyncio.gather(
             asyncio.to_thread(self.policies.warm_up),
             asyncio.to_thread(self._warm_torch_models),

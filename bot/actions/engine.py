@@ -110,6 +110,23 @@ class ActionEngine:
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-9
             self._examples.append((intent, vectors))
 
+    async def discover(self) -> list[str]:
+        """Ask the server which actions it has (`GET /actions`); warn about the missing ones.
+        Never fails the start: a server that is down now may be up by the first action."""
+        try:
+            available = await self.client.actions()
+        except ActionFailed as exc:
+            log.warning("actions: %s; actions will fail until the server is up", exc.reason)
+            return []
+        wanted = {intent.action for intent in self.config.intents}
+        if missing := sorted(wanted - set(available)):
+            log.warning(
+                "actions: the server has no %s (it has: %s)",
+                ", ".join(missing),
+                ", ".join(available) or "none",
+            )
+        return available
+
     async def close(self) -> None:
         await self.client.close()
 

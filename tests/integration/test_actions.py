@@ -8,12 +8,14 @@ actions file pointed at it, and the conversation goes through `POST /api/message
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 import yaml
 
 from bot.actions.client import ActionFailed, RasaActionClient
@@ -91,13 +93,22 @@ def test_a_slot_is_asked_for_filled_and_the_action_answers(bot: LiveServer) -> N
     assert kinds == ["action", "action", "action"]
 
 
-def test_confirmation_then_the_action_and_its_followup(bot: LiveServer) -> None:
+def test_confirmation_then_the_action_and_its_followup(bot: LiveServer, redis_url: str) -> None:
     first = _say(bot, "Please cancel my order 10234")
     cid = first["conversation_id"]
     assert first["text"] == "Cancel order 10234? This can't be undone. (yes/no)"
     done = _say(bot, "yes", cid)
     assert "Done: order 10234 is cancelled." in done["text"]
     assert "is cancelled; the refund is on its way" in done["text"]  # the followup action
+    # The actions' SlotSet events are kept with the conversation in Redis, with the
+    # Rasa-style event log the next action's tracker carries.
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    state = json.loads(client.hget(f"sbact:conv:{cid}", "m:rasa") or "{}")
+    client.close()
+    assert state["slots"]["last_cancelled"] == "10234"
+    assert state["slots"]["order_status"] == "cancelled"
+    names = [e.get("name") for e in state["events"] if e["event"] == "action"]
+    assert names[-2:] == ["action_cancel_order", "action_order_status"]
     again = _say(bot, "cancel order 10234 please", cid)
     assert again["text"].startswith("Cancel order 10234?")
     refused = _say(bot, "no", cid)

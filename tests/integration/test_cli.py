@@ -117,3 +117,11 @@ def test_bad_setting_is_named_without_its_value_when_serve_starts() -> None:
     assert result.returncode == 2
     assert "SWITCHBOARD_REDIS_URL" in result.stderr and "redis://" in result.stderr
     assert "s3cret" not in result.stderr
+
+
+def test_serve_refuses_a_bad_actions_file_naming_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "actions.yaml"
+    bad.write_text("version: 1\nserver:\n  url: http://127.0.0.1:5055\nintents:\n  - name: x\n")
+    result = _run("serve", "--port", "0", env={"SWITCHBOARD_ACTIONS_FILE": str(bad)}, timeout=60)
+    assert result.returncode == 2
+    assert f"{bad}:5: intents[0].examples: Field required" in result.stderr
