@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from bot.actions.client import ActionFailed, RasaActionClient
+from bot.actions.managed import ManagedActionServer
 from bot.actions.schema import ActionsFile, IntentConfig
 from bot.sessions import Session, SessionStore
 from knowledge.embeddings import Embedder
@@ -99,7 +100,12 @@ class ActionEngine:
             "actions": [intent.action for intent in config.intents],
             "forms": {},
         }
-        self.client = client or RasaActionClient(config.server.url, config.server.timeout_s, domain)
+        server = config.server
+        self.managed: ManagedActionServer | None = None
+        if server.package is not None:  # rasa-sdk's server for the package, run here
+            self.managed = ManagedActionServer(server.python, server.package, server.directory)
+        url = self.managed.url if self.managed is not None else str(server.url)
+        self.client = client or RasaActionClient(url, server.timeout_s, domain)
         self._examples: list[tuple[IntentConfig, np.ndarray]] = []
         self._yes = {w.lower() for w in config.yes}
         self._no = {w.lower() for w in config.no}
@@ -114,6 +120,7 @@ class ActionEngine:
         """Ask the server which actions it has (`GET /actions`); warn about the missing ones.
         Never fails the start: a server that is down now may be up by the first action."""
         try:
+            await self._ensure_server()
             available = await self.client.actions()
         except ActionFailed as exc:
             log.warning("actions: %s; actions will fail until the server is up", exc.reason)
@@ -127,7 +134,17 @@ class ActionEngine:
             )
         return available
 
+    async def _ensure_server(self) -> None:
+        """The managed server is up (restarted if it died); a failure is the action's."""
+        if self.managed is not None:
+            try:
+                await self.managed.ensure()
+            except RuntimeError as exc:
+                raise ActionFailed(self.managed.package, str(exc)) from None
+
     async def close(self) -> None:
+        if self.managed is not None:
+            self.managed.stop()
         await self.client.close()
 
     def match(self, text: str) -> tuple[IntentConfig, float] | None:
@@ -286,6 +303,7 @@ class ActionEngine:
             while action:
                 runs += 1
                 tracker = _tracker(session.id, trial, text, intent.name, channel)
+                await self._ensure_server()
                 result = await self.client.run(action, tracker)
                 trial.log({"event": "action", "name": action})
                 followup = ""

@@ -39,15 +39,32 @@ class _Strict(BaseModel):
 
 
 class ServerConfig(_Strict):
-    url: str = Field(description="The action server's root, e.g. http://actions:5055.")
+    url: str | None = Field(
+        None, description="A running action server's root, e.g. http://actions:5055."
+    )
     timeout_s: float = Field(10.0, gt=0, le=300, description="One action call.")
+    # Or: Switchboard runs rasa-sdk's own server for an actions package itself, in a
+    # Python environment of its own (rasa-sdk's pins would hold back Switchboard's).
+    package: str | None = Field(
+        None, description="An actions package (module name) that Switchboard serves itself."
+    )
+    directory: str = Field(".", description="Where the package is (relative to this file).")
+    python: str = Field(
+        "python3", description="The Python of an environment with rasa-sdk installed."
+    )
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return None if value is None else value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_server(self) -> ServerConfig:
+        if (self.url is None) == (self.package is None):
+            raise ValueError("give either url (a running action server) or package (served here)")
+        return self
 
 
 class SlotConfig(_Strict):
@@ -181,7 +198,14 @@ def parse_actions(text: str, filename: str = "<actions>") -> ActionsFile:
 def load_actions(path: str | Path) -> ActionsFile:
     path = Path(path)
     try:
-        return parse_actions(path.read_text(encoding="utf-8"), str(path))
+        config = parse_actions(path.read_text(encoding="utf-8"), str(path))
+        # A package's directory is relative to the file, wherever the server starts.
+        directory = (path.parent / config.server.directory).resolve()
+        python = config.server.python
+        if "/" in python and not Path(python).is_absolute():  # a path: from the file too
+            python = str((path.parent / python).resolve())
+        server = config.server.model_copy(update={"directory": str(directory), "python": python})
+        return config.model_copy(update={"server": server})
     except UnicodeDecodeError as exc:
         raise ActionsFileError(str(path), [Problem(1, "(file)", "not UTF-8 text")]) from exc
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,61 @@ def test_the_action_server_dying_mid_conversation(
     actions_server.start()
     back = _say(bot, "where is my order?", cid)
     assert "shipped with UPS" in back["text"]  # the slot from the message was kept
+
+
+async def test_switchboard_runs_the_package_itself_and_restarts_it(tmp_path: Path) -> None:
+    """`server: {package: ...}`: rasa-sdk's server for the package, started, watched and
+    stopped by Switchboard, in the environment of its own given by `python`."""
+    import signal
+
+    from bot.actions.engine import ActionEngine
+    from bot.actions.schema import load_actions
+    from bot.sessions import InMemorySessionStore
+    from bot.settings import SessionSettings
+    from knowledge.embeddings import HashingEmbedder
+    from policies.engine import PolicyEngine
+    from policies.pii import PatternRedactor
+    from policies.schema import default_policy_path, load_policy
+    from tests.rasa_env import rasa_python
+
+    config = yaml.safe_load((ROOT / "examples" / "actions.yaml").read_text())
+    config["server"] = {
+        "package": "order_actions",
+        # relative to the actions file
+        "directory": _relative(ROOT / "examples" / "rasa_actions", tmp_path),
+        "python": str(rasa_python()),
+    }
+    path = tmp_path / "actions.yaml"
+    path.write_text(yaml.safe_dump(config))
+    loaded = load_actions(path)
+    store = InMemorySessionStore(SessionSettings())
+    engine = ActionEngine(loaded, HashingEmbedder(), store)
+    engine.warm_up()
+    policies = PolicyEngine(load_policy(default_policy_path()), PatternRedactor())
+    policies.warm_up()
+    session = await store.create("test")
+
+    async def say(text: str) -> str:
+        fresh = await store.get(session.id)
+        assert fresh is not None
+        reply = await engine.handle(fresh, text, "test", policies)
+        assert reply is not None
+        return reply.text
+
+    try:
+        assert "action_order_status" in await engine.discover()
+        assert engine.managed is not None and engine.managed.alive()
+        assert (await say("where is my order")).startswith("What's your order number?")
+        assert "shipped with UPS" in await say("10567")
+        assert engine.managed.proc is not None
+        os.killpg(engine.managed.proc.pid, signal.SIGKILL)  # it dies between two turns
+        engine.managed.proc.wait(10)
+        assert "shipped with UPS" in await say("where is my order")
+        assert engine.managed.starts == 2
+    finally:
+        await engine.close()
+    assert not engine.managed.alive()
+
+
+def _relative(target: Path, start: Path) -> str:
+    return os.path.relpath(target, start)
