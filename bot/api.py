@@ -58,6 +58,9 @@ class MessageOut(BaseModel):
     handoff: str = Field(
         "", description="Why the conversation should now go to a person (empty: it should not)."
     )
+    custom: list[dict[str, Any]] = Field(
+        default_factory=list, description="Custom JSON payloads an action attached (redacted)."
+    )
 
 
 def message_out(message: Message) -> MessageOut:
@@ -68,6 +71,7 @@ def message_out(message: Message) -> MessageOut:
         conversation_id=message.conversation_id,
         in_reply_to=message.in_reply_to,
         handoff=message.handoff,
+        custom=list(message.custom),
     )
 
 

@@ -391,7 +391,9 @@ class ConversationManager:
             answer = Turn("assistant", reply, kind="blocked")
             yield Notice("answer_withdrawn", "The answer was withdrawn by a policy.")
         else:
-            answer = Turn("assistant", "".join(parts).strip(), kind="action")
+            answer = Turn(
+                "assistant", "".join(parts).strip(), kind="action", custom=tuple(act.custom)
+            )
         await self.store.append(session.id, [answer])
         handoff = asked.handoff
         if act.handoff == "pause" or act.failed:
@@ -487,6 +489,7 @@ class ConversationManager:
             citations=turn.citations,
             in_reply_to=in_reply_to,
             handoff=handoff,
+            custom=turn.custom,
         )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 def new_id() -> str:
@@ -68,6 +68,8 @@ class Turn:
     client_id: str = ""
     # Who wrote an assistant turn of kind "agent" (the person's display name).
     author: str = ""
+    # Custom JSON payloads an action attached to its answer (redacted), for the channel.
+    custom: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -83,6 +85,8 @@ class Turn:
             data["client_id"] = self.client_id
         if self.author:
             data["author"] = self.author
+        if self.custom:
+            data["custom"] = list(self.custom)
         return data
 
     @classmethod
@@ -101,7 +105,12 @@ class Turn:
             kind=str(data.get("kind") or ""),
             client_id=str(data.get("client_id") or ""),
             author=str(data.get("author") or ""),
+            custom=_payloads(data.get("custom")),
         )
+
+
+def _payloads(raw: object) -> tuple[dict[str, Any], ...]:
+    return tuple(c for c in raw if isinstance(c, dict)) if isinstance(raw, list) else ()
 
 
 # --- events yielded by ConversationManager.respond() --------------------------------------
@@ -137,6 +146,8 @@ class Message:
     in_reply_to: str | None = None
     # Why the conversation should go to a person now ("" when it should not).
     handoff: str = ""
+    # Custom JSON payloads from an action (e.g. an order card for the page to render).
+    custom: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

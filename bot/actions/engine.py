@@ -45,6 +45,7 @@ class ActionReply:
     handoff: str = ""  # "pause": hand to a person; "resume": back to the bot
     action: str = ""  # the action that ran ("" for a question the form asked)
     failed: bool = False
+    custom: list[dict[str, Any]] = field(default_factory=list)  # responses' JSON (redacted)
 
 
 @dataclass
@@ -296,6 +297,7 @@ class ActionEngine:
         """Run the intent's action (and its followups); apply everything or nothing."""
         trial = _State(dict(state.slots), None, state.paused, list(state.events))
         texts: list[str] = []
+        custom: list[dict[str, Any]] = []
         handoff = ""
         action, runs = intent.action, 0
         context = Context("storage", channel=channel, conversation=session.id)
@@ -332,6 +334,9 @@ class ActionEngine:
                     if rendered := _render(response):
                         texts.append(rendered)
                         trial.log({"event": "bot", "text": rendered})
+                    payload = response.get("custom") if isinstance(response, dict) else None
+                    if isinstance(payload, dict) and payload:
+                        custom.append(await _redact_json(payload, policies, context))
                 if followup in ("", "action_listen"):
                     break
                 if runs > self.config.max_followups:
@@ -344,7 +349,7 @@ class ActionEngine:
             return ActionReply(self.config.failure, action=intent.action, failed=True)
         await self._save(session, trial)
         text_out = "\n\n".join(texts) or "Done."
-        return ActionReply(text_out, handoff, intent.action)
+        return ActionReply(text_out, handoff, intent.action, custom=custom)
 
     async def _save(self, session: Session, state: _State) -> None:
         await self.store.set_meta(session.id, {"rasa": state.dump()})
@@ -388,6 +393,17 @@ def _tracker(sender: str, state: _State, text: str, intent: str, channel: str) -
         "latest_action_name": "action_listen",
         "latest_input_channel": channel,
     }
+
+
+async def _redact_json(value: Any, policies: PolicyEngine, context: Context) -> Any:
+    """A custom payload with every string in it redacted (it is kept and sent on)."""
+    if isinstance(value, str):
+        return await policies.redact_for_storage(value, context)
+    if isinstance(value, dict):
+        return {k: await _redact_json(v, policies, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [await _redact_json(v, policies, context) for v in value]
+    return value
 
 
 def _render(response: dict[str, Any]) -> str:

@@ -68,6 +68,7 @@ def event_frame(event: ReplyEvent, base: str | None = None) -> dict[str, Any] | 
             "in_reply_to": event.in_reply_to,
             "handoff": event.handoff,
             "at": time.time(),
+            **({"custom": list(event.custom)} if event.custom else {}),
         }
     return None
 

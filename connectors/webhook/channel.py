@@ -167,6 +167,7 @@ class WebhookChannels:
             "citations": citations_json(final.citations, self._article_base()),
             "in_reply_to": message_id,
             "handoff": final.handoff,
+            **({"custom": list(final.custom)} if final.custom else {}),
         }
         await self._deliver(session, frame, once=f"reply:{final.id}")
 

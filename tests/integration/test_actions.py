@@ -87,6 +87,8 @@ def test_a_slot_is_asked_for_filled_and_the_action_answers(bot: LiveServer) -> N
     assert first["text"].startswith("What's your order number?")
     second = _say(bot, "It's 10567", cid)
     assert "shipped with UPS" in second["text"] and "2026-12-02" in second["text"]
+    card = {"type": "order", "order_id": "10567", "status": "shipped", "item": "Alpine down jacket"}
+    assert second["custom"] == [card]  # the action's JSON, for the page to render
     # The slots the action set survive into the next turn: no question this time.
     third = _say(bot, "has my order shipped yet?", cid)
     assert "shipped with UPS" in third["text"]

@@ -88,13 +88,20 @@ def _state(session: Session) -> dict[str, Any]:
 async def test_slot_question_then_action_with_the_tracker_it_expects() -> None:
     ok = {
         "events": [{"event": "slot", "name": "order_status", "value": "shipped"}],
-        "responses": [{"text": "It shipped.", "buttons": [{"title": "Track it"}]}],
+        "responses": [
+            {
+                "text": "It shipped.",
+                "buttons": [{"title": "Track it"}],
+                "custom": {"card": {"owner": "jane@example.com", "n": 1}},
+            }
+        ],
     }
     engine, client, session, parts = await _engine({"action_status": ok})
     asked = await _turn(engine, parts, session, "where is my order")
     assert asked.text == "Order number?" and not asked.action
     done = await _turn(engine, parts, session, "it is 12345")
     assert done.text == "It shipped.\n- Track it" and done.action == "action_status"
+    assert done.custom == [{"card": {"owner": "<EMAIL_ADDRESS>", "n": 1}}]  # redacted
     action, tracker = client.calls[-1]
     assert action == "action_status" and tracker["sender_id"] == session.id
     assert tracker["slots"] == {"order_id": "12345"}

@@ -500,7 +500,7 @@
         if (f.in_reply_to === answering) { state.streaming = false; save(); }
         finishAnswer(el, f);
         if (f.handoff) system(T.handoff);
-        emit("message", { id: f.id, text: f.text, citations: f.citations || [] });
+        emit("message", { id: f.id, text: f.text, citations: f.citations || [], custom: f.custom || [] });
         break;
       case "agent":
         system(f.state === "human" ? T.agentJoined.replace("{name}", f.name || T.agent) : f.state === "closed" ? T.closed : T.botBack);

@@ -58,7 +58,9 @@ class ActionOrderStatus(Action):
             text = f"Order {number} ({order['item']}) is cancelled; the refund is on its way."
         else:
             text = f"Order {number} ({order['item']}) is being prepared; it hasn't shipped yet."
-        dispatcher.utter_message(text=text)
+        # The text for people; the JSON for a page that renders an order card.
+        card = {"type": "order", "order_id": number, "status": status, "item": order["item"]}
+        dispatcher.utter_message(text=text, json_message=card)
         return [SlotSet("order_status", status)]
 
 
