@@ -15,6 +15,7 @@ nothing. Slot values are redacted (storage point) before they are kept.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -185,7 +186,8 @@ class ActionEngine:
                 )
                 if reply is not None:
                     return reply
-        scored = self.match(text)
+        # Embedding is CPU work: off the event loop, like retrieval.
+        scored = await asyncio.to_thread(self.match, text)
         if scored is None:
             return None
         intent, score = scored
