@@ -396,10 +396,10 @@ class ConversationManager:
             )
         await self.store.append(session.id, [answer])
         handoff = asked.handoff
-        if act.handoff == "pause" or act.failed:
-            # An action that pauses the conversation hands it to a person; a failed one
-            # offers one (the reply says so) and counts like an "I don't know".
-            handoff = handoff or ("the action asked for a person" if act.handoff else "")
+        if act.handoff == "pause":
+            # An action that pauses the conversation hands it to a person (a failed one
+            # only offers one: its reply says so).
+            handoff = handoff or "the action asked for a person"
         await self._hand_off(session.id, handoff)
         if act.handoff == "resume" and self.desk is not None:
             await self.desk.resolve(session.id, "the assistant")
