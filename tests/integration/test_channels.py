@@ -294,12 +294,11 @@ def test_the_ask_command(deployment: Deployment) -> None:
     assert reply.status_code == 200 and reply.json()["response_type"] == "ephemeral"
     again = slack_form(deployment.url(1), "/slack/commands", SECRET, form)  # a retry
     assert again.status_code == 200
-    posts = _wait(lambda: deployment.slack.posts("CASK"), what="the /ask answer")
+    _wait(lambda: deployment.slack.posts("CASK"), what="the /ask answer")
     time.sleep(1.5)
     texts = deployment.slack.messages("CASK")
     assert sum("asked:" in text for text in texts) == 1, texts  # the retry was not answered
     assert texts[0].startswith("<@UASKER> asked: How long does a refund take?")
-    assert len(posts) == len(texts)
     usage = slack_form(deployment.url(), "/slack/commands", SECRET, {**form, "text": ""})
     assert "Ask a question" in usage.json()["text"]
     bad = httpx.post(deployment.url() + "/slack/commands", data=form)
