@@ -38,26 +38,12 @@ import uuid
 import httpx
 import redis
 
+from bench.turn_latency import QUESTIONS, pct
 from tests.fakes import FakeSlack, Receiver, slack_event, webhook_post
 
-QUESTIONS = [
-    "How long do I have to return an item?",
-    "How much is express shipping?",
-    "Can I cancel my order?",
-    "Which payment methods do you accept?",
-    "How long does a refund take?",
-    "How do I reset my password?",
-    "Do you ship internationally?",
-    "How can I track my order?",
-]
 SECRET = "bench-slack-secret"
 HOOK = ["bench-webhook-secret"]
 REDIS = "redis://127.0.0.1:6379/14"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def row(name: str, values: list[float]) -> str:

@@ -423,17 +423,13 @@ class SlackChannel:
                 },
             ]
             try:
-                root = await self.api.call(
+                root = await self._call(
                     "chat.postMessage", channel=self.support, text=header, blocks=blocks
                 )
-            except RateLimited as exc:
-                raise RetryLater(exc.retry_after, str(exc)) from None
-            except httpx.HTTPError as exc:
-                raise RetryLater(5.0, f"slack unreachable: {exc}") from None
-            except SlackApiError as exc:  # e.g. not_in_channel: nobody will see it
+            except GiveUp as exc:  # e.g. not_in_channel: nobody would see it
                 await self.manager.store.set_status(cid, "bot", ("pending_human",))
                 log.error("slack: cannot open a handoff thread (%s); the bot answers again", exc)
-                raise GiveUp(str(exc)) from None
+                raise
             thread = str(root["ts"])
             await self.manager.store.set_meta(cid, {"agent_thread": thread})
             await self.kv.put(f"slack:handoff:{self.support}:{thread}", cid, self._ttl)
