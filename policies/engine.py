@@ -220,11 +220,15 @@ class PolicyEngine:
 
     async def redact_for_storage(self, text: str, context: Context | None = None) -> str:
         """`text` with PII replaced: the only form that may reach Redis, logs or training."""
+        return (await self.storage_redaction(text, context)).text
+
+    async def storage_redaction(self, text: str, context: Context | None = None) -> Redaction:
+        """`redact_for_storage` with what was replaced (for reports that count entities)."""
         context = replace(context, point="storage") if context else Context("storage")
         pipeline = self.pipeline(context.channel)
         redaction = await self._run(pipeline.pii.redact, text, context.conversation)
         await self._keep_pseudonyms(pipeline)
-        return redaction.text
+        return redaction
 
     def output_filter(self, context: Context | None = None) -> OutputFilter:
         """A new filter for one answer; drive it with `feed` and `flush`."""

