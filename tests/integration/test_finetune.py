@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -333,3 +335,21 @@ async def test_a_folder_that_is_not_an_adapter_is_refused(
     llm = TransformersEngine(LLMSettings(model=str(tiny_model_dir), adapter=tmp_path), Path("."))
     with pytest.raises(ConfigError, match="is not a LoRA adapter folder"):
         await asyncio.to_thread(llm.warm_up)
+
+
+def test_the_readme_export_command_writes_the_worked_example_data(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = next(
+        b for b in re.findall(r"```bash\n(.*?)```", readme, re.DOTALL) if "finetune export" in b
+    )
+    command = next(c for c in block.replace("\\\n", " ").splitlines() if "finetune export" in c)
+    out = tmp_path / "faq.jsonl"
+    args = shlex.split(command.replace("build/faq.jsonl", str(out)))
+    assert args[:3] == ["switchboard", "finetune", "export"]
+    run = cli(*args[2:], env={"SWITCHBOARD_REDIS_URL": ""})
+    output = run.communicate(timeout=120)[0]
+    assert run.returncode == 0, output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 20 and "20 FAQ answers" in output
+    assert all(row["messages"][1]["content"].endswith("Happy trails!") for row in rows)
+    assert "<PERSON>" not in out.read_text()  # the FAQ is worded so NER keeps it whole

@@ -80,6 +80,13 @@ def finetune(
             "stating the fact, before and after."
         ),
     ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Policy YAML whose pii section redacts the data "
+            "[default: SWITCHBOARD_POLICY_FILE, else the bundled policy]."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same adapter.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1)] = 4,
     learning_rate: Annotated[float, typer.Option(min=0.0)] = 2e-4,
@@ -154,7 +161,7 @@ def finetune(
         device=device,
     )
     try:
-        with _storage_point(settings.policy_file) as redact:
+        with _storage_point(policy or settings.policy_file) as redact:
             model_path = resolve_model_path(
                 settings.llm.model_copy(update={"model": base_name}), settings.model_cache_dir
             )
@@ -244,6 +251,7 @@ def export(
         )
         raise typer.Exit(2)
     since = time.time() - since_days * 86400 if since_days is not None else None
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         summary = asyncio.run(_export(settings, out, policy_file, kb or [], conversations, since))
     except SwitchboardError as exc:

@@ -23,7 +23,9 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -318,7 +320,12 @@ class Trainer:
             else [m.strip() for m in config.target_modules.split(",")],
             task_type="CAUSAL_LM",
         )
-        self.model = get_peft_model(self.model, lora)
+        with warnings.catch_warnings():
+            # transformers' own deprecation notice, raised inside peft: not actionable here.
+            warnings.filterwarnings(
+                "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+            )
+            self.model = get_peft_model(self.model, lora)
 
     # -- measuring ------------------------------------------------------------------------
 
@@ -404,13 +411,14 @@ class Trainer:
             scheduler.load_state_dict(state.pop("scheduler"))
             _set_rng(state.pop("rng"))
         self.model.train()
-        started, tokens = time.perf_counter(), 0
+        started, tokens, seconds = time.perf_counter(), 0, []
         first = state["step"]
         with (
             _interruptible(self) as stopping,
             _bar(self.progress, total, "training", initial=first) as bar,
         ):
             for step in range(first, total):
+                began = time.perf_counter()
                 batch = [prepared.train[i] for i in batches[step]]
                 ids, labels, mask = _collate(batch, self.tokenizer.pad_token_id, self.device)
                 loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -420,6 +428,7 @@ class Trainer:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 tokens += int(mask.sum())
+                seconds.append(time.perf_counter() - began)
                 value = float(loss.detach())
                 state["step"] = step + 1
                 state["losses"].append(round(value, 5))
@@ -440,6 +449,10 @@ class Trainer:
             "steps_per_s": round(done / elapsed, 4) if elapsed else None,
             "tokens": tokens,
             "tokens_per_s": round(tokens / elapsed, 1) if elapsed else None,
+            "step_median_s": round(statistics.median(seconds), 3) if seconds else None,
+            "step_p95_s": round(sorted(seconds)[round(0.95 * (len(seconds) - 1))], 3)
+            if seconds
+            else None,
         }
         return state
 
