@@ -28,17 +28,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from bot.llm.finetune.command import _storage_point  # noqa: E402
-from bot.llm.finetune.train import FinetuneConfig, Trainer  # noqa: E402
-from bot.llm.transformers_engine import resolve_model_path  # noqa: E402
-from bot.llm.weights import ensure_gguf_model, smollm2_gguf  # noqa: E402
-from bot.settings import LLMSettings, Settings  # noqa: E402
+from bot.llm.finetune.command import _storage_point
+from bot.llm.finetune.train import FinetuneConfig, Trainer
+from bot.llm.transformers_engine import resolve_model_path
+from bot.llm.weights import ensure_gguf_model, smollm2_gguf
+from bot.settings import LLMSettings, Settings
 
 FAQ = ROOT / "demo" / "finetune"
 CHECKS = FAQ / "check.jsonl"
 POLICY = ROOT / "demo" / "policy.yaml"
-# The README's command: switchboard finetune --epochs 8 --learning-rate 5e-4 ...
-EXAMPLE = {"epochs": 8, "learning_rate": 5e-4}
+# The README's command: switchboard finetune --epochs 4 --learning-rate 3e-4 ...
+EXAMPLE = {"epochs": 4, "learning_rate": 3e-4}
 
 
 def export_faq(target: Path) -> Path:
@@ -154,7 +154,7 @@ def main() -> None:
             print(f"  ({name} ready in {time.perf_counter() - started:.1f} s)", flush=True)
             results["speed"] += speed(name, path, data, args.steps, work)
         if not args.skip_example:
-            print("\n2. the README example (default model, --epochs 8 --learning-rate 5e-4):")
+            print("\n2. the README example (default model, --epochs 4 --learning-rate 3e-4):")
             path = model_path("qwen2.5-coder-0.5b-instruct", settings)
             report = example(path, data, work / "example")
             results["example"] = {k: report[k] for k in ("before", "after", "timing", "steps")}

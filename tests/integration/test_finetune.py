@@ -353,3 +353,33 @@ def test_the_readme_export_command_writes_the_worked_example_data(tmp_path: Path
     assert len(rows) == 20 and "20 FAQ answers" in output
     assert all(row["messages"][1]["content"].endswith("Happy trails!") for row in rows)
     assert "<PERSON>" not in out.read_text()  # the FAQ is worded so NER keeps it whole
+
+
+async def test_the_merged_model_answers_like_the_base_model_with_the_adapter(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "adapter"
+    config = FinetuneConfig(
+        data=fact_data(tmp_path / "facts.jsonl"),
+        out=out,
+        base=str(tiny_model_dir),
+        steps=6,
+        learning_rate=2e-2,
+        merge=True,
+    )
+    await asyncio.to_thread(run_in_process, config, tiny_model_dir)  # it runs its own loop
+    assert (out / "merged" / "config.json").is_file()
+    questions = ["What are your parcels packed in?", "Is gift wrapping free?"]
+    merged = await answers(out / "merged", None, questions, batch=2)
+    adapted = await answers(tiny_model_dir, out, questions, batch=2)
+    base = await answers(tiny_model_dir, None, questions, batch=2)
+    assert merged == adapted
+    assert merged != base  # six steps at a high rate move even the tiny model's answers
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    config = FinetuneConfig(data=tmp_path / "d.jsonl", out=tmp_path, base="m", overwrite=True)
+    with pytest.raises(Exception, match="is not the folder of a fine-tuning run"):
+        Trainer(config, "m", lambda text: (text, []), progress=False).check_out_dir()
+    assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -243,6 +243,12 @@ class Trainer:
                     f"{out} already holds {what}: pass --resume to continue a run, "
                     "--overwrite to start over, or choose another --out"
                 )
+            if not any((out / mark).exists() for mark in (ADAPTER_META, CHECKPOINTS, "data")):
+                # --overwrite deletes the folder: never one that is not a fine-tuning run's.
+                raise ConfigError(
+                    f"{out} is not the folder of a fine-tuning run; --overwrite only replaces "
+                    "those. Choose a new or empty --out"
+                )
             shutil.rmtree(out)
 
     def prepare(self, tokenizer: Any) -> Prepared:
