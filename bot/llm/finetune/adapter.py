@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +41,24 @@ def check_adapter(path: Path, base: str) -> None:
             )
 
 
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """peft calls a transformers method that warns of its own deprecation: not actionable."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        yield
+
+
 def apply_adapter(model: Any, path: Path, base: str) -> Any:
     """`model` with the adapter at `path` merged into its weights."""
     from peft import PeftModel
 
     check_adapter(path, base)
     try:
-        merged = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+        with quiet_peft():
+            merged = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
     except (ValueError, KeyError, RuntimeError) as exc:
         raise ConfigError(f"cannot load the adapter {path} on {base}: {exc}") from exc
     log.info("LoRA adapter %s merged into %s", path, base)

@@ -25,7 +25,6 @@ import shutil
 import signal
 import statistics
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError, SwitchboardError
-from bot.llm.finetune.adapter import ADAPTER_META
+from bot.llm.finetune.adapter import ADAPTER_META, quiet_peft
 from bot.llm.finetune.data import (
     IGNORE,
     Example,
@@ -326,11 +325,7 @@ class Trainer:
             else [m.strip() for m in config.target_modules.split(",")],
             task_type="CAUSAL_LM",
         )
-        with warnings.catch_warnings():
-            # transformers' own deprecation notice, raised inside peft: not actionable here.
-            warnings.filterwarnings(
-                "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
-            )
+        with quiet_peft():
             self.model = get_peft_model(self.model, lora)
 
     # -- measuring ------------------------------------------------------------------------
