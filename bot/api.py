@@ -6,11 +6,12 @@ from contextlib import aclosing
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from bot.components import Components
 from bot.manager import ConversationManager
+from bot.observability import metrics_text
 from bot.types import Accepted, InboundMessage, Message
 
 router = APIRouter()
@@ -79,6 +80,14 @@ def message_out(message: Message) -> MessageOut:
 async def healthz() -> dict[str, str]:
     """Liveness: the process is up."""
     return {"status": "ok"}
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response)
+async def metrics() -> Response:
+    """Prometheus metrics: turns, latencies, the model's queue and batch, policy decisions,
+    handoffs, deliveries, Redis errors, websockets (see the README's Observability)."""
+    body, content_type = metrics_text()
+    return Response(body, media_type=content_type)
 
 
 @router.get("/readyz", tags=["ops"], responses={503: {"description": "not ready"}})

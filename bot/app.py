@@ -21,6 +21,7 @@ from bot.components import Components, build_components
 from bot.errors import SwitchboardError
 from bot.handoff import HandoffDesk
 from bot.jobs import JobQueue, MemoryJobQueue, RedisJobQueue
+from bot.observability import LIVE, RequestIdMiddleware, setup_tracing, shutdown_tracing
 from bot.sessions import RedisSessionStore
 from bot.settings import Settings
 from connectors.kv import KeyValue
@@ -42,12 +43,14 @@ def create_app(settings: Settings | None = None, components: Components | None =
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         parts = components or build_components(settings)
         app.state.components = parts
+        tracing = setup_tracing(settings.otel_endpoint, settings.otel_service_name)
         try:
             await parts.start()
         except SwitchboardError as exc:
             log.error("start-up failed: %s", exc.message)
             raise
         app.state.manager = parts.manager
+        LIVE.watch(parts)
         queue, reader = await open_queue(settings, parts)
         desk = HandoffDesk(parts.manager, queue)
         parts.manager.desk = desk
@@ -74,6 +77,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
             if reader is not None:
                 await reader.aclose()
             await parts.close()
+            if tracing:
+                shutdown_tracing()
 
     app = FastAPI(
         title="Switchboard",
@@ -87,6 +92,8 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.include_router(admin_router)
     app.include_router(slack_router)
     app.include_router(webhook_router)
+
+    app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(SwitchboardError)
     async def _fault(request: Request, exc: SwitchboardError) -> JSONResponse:

@@ -41,10 +41,10 @@ def _settings() -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def _logging(level: str, fmt: str = "text") -> None:
+    from bot.observability import configure_logging
+
+    configure_logging(level, fmt)
     if level != "debug":
         # presidio logs every recognizer it loads, and warns about each one for a language
         # we do not analyse: dozens of lines per start that say nothing to an operator.
@@ -99,7 +99,7 @@ def serve(
     from bot.app import create_app
 
     settings = _settings()
-    _logging(settings.log_level)
+    _logging(settings.log_level, settings.log_format)
     _check_store(settings)
     _check_actions(settings)
     app_ = create_app(settings)
@@ -115,6 +115,8 @@ def serve(
         # when the proxy that sets it is trusted.
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        # JSON logs: uvicorn's own lines go through the root logger's JSON handler.
+        log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
     )
 
 

@@ -33,6 +33,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from bot.observability import HANDOFFS
 from bot.sessions import Session, SessionStore, Status
 from bot.types import Turn
 from policies.base import Context
@@ -105,6 +106,7 @@ class HandoffDesk:
             # No thread will open: the bot must not stay silent waiting for nobody.
             await self.store.set_status(conversation_id, "bot", ("pending_human",))
             raise
+        HANDOFFS.labels("requested").inc()
         audit.info(
             "handoff %s",
             json.dumps(
@@ -146,6 +148,7 @@ class HandoffDesk:
         if session.status == "pending_human" and await self.store.set_status(
             conversation_id, "human", ("pending_human",)
         ):
+            HANDOFFS.labels("taken").inc()
             audit.info(
                 "handoff %s", json.dumps({"conversation": conversation_id, "state": "human"})
             )
@@ -181,6 +184,7 @@ class HandoffDesk:
             return False
         # Kept for `switchboard finetune export`: a conversation a person resolved is data.
         await self.store.set_meta(conversation_id, {"resolved": f"{time.time():.0f}"})
+        HANDOFFS.labels("closed" if close else "resolved").inc()
         audit.info("handoff %s", json.dumps({"conversation": conversation_id, "state": state}))
         session = await self._session(conversation_id)
         await self.deliver(session, {"type": "agent", "state": state, "name": agent})

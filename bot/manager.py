@@ -11,16 +11,28 @@ ends the turn with an error (`StoreUnavailable`), because then nothing could be 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 
 from bot.actions.engine import ActionEngine, ActionReply
-from bot.errors import BadRequest, ConversationNotFound, ModelError, SwitchboardError
+from bot.errors import BadRequest, Busy, ConversationNotFound, ModelError, SwitchboardError
 from bot.handoff import WITH_AGENT, HandoffDesk
 from bot.llm.base import ChatMessage, GenerationParams, LanguageModel
+from bot.observability import (
+    RETRIEVAL_SECONDS,
+    TTFT_SECONDS,
+    TURN_SECONDS,
+    TURNS,
+    TurnTrace,
+    conversation_id,
+    current_trace,
+    stage,
+)
 from bot.prompt import build_prompt
 from bot.sessions import Session, SessionStore
 from bot.settings import Settings
@@ -129,7 +141,42 @@ class ConversationManager:
         return await self.store.create(message.channel, message.user)
 
     async def respond(self, message: InboundMessage) -> AsyncGenerator[ReplyEvent, None]:
-        """Answer one message, streaming `Token`s and ending with one `Message`."""
+        """Answer one message, streaming `Token`s and ending with one `Message`.
+
+        Counted and timed by channel and outcome (metrics), traced stage by stage."""
+        started = time.perf_counter()
+        trace = TurnTrace(message.channel)
+        current_trace.set(trace)
+        outcome, first = "error", None
+        try:
+            async with aclosing(self._respond(message)) as events:
+                async for event in events:
+                    if isinstance(event, Accepted):
+                        conversation_id.set(event.conversation_id)
+                        trace.span.set_attribute("switchboard.conversation", event.conversation_id)
+                        outcome = "to_agent" if event.to_agent else outcome
+                    elif isinstance(event, Token) and first is None:
+                        first = time.perf_counter() - started
+                    elif isinstance(event, Message):
+                        outcome = event.kind or "answered"
+                    yield event
+        except Busy:
+            outcome = "busy"
+            raise
+        except BadRequest:
+            outcome = "rejected"
+            raise
+        except (GeneratorExit, asyncio.CancelledError):
+            outcome = "cancelled"  # the customer went away
+            raise
+        finally:
+            TURNS.labels(message.channel, outcome).inc()
+            TURN_SECONDS.labels(message.channel).observe(time.perf_counter() - started)
+            if first is not None:
+                TTFT_SECONDS.labels(message.channel).observe(first)
+            trace.end(outcome)
+
+    async def _respond(self, message: InboundMessage) -> AsyncGenerator[ReplyEvent, None]:
         text = self.validate(message.text)
         started = time.perf_counter()
         session = await self._session_for(message)
@@ -186,7 +233,8 @@ class ConversationManager:
                     yield event
                 return
             history = turns[-keep:] if keep else []
-            verdict = await policies.check_input(text, context)
+            with stage("policy.input"):
+                verdict = await policies.check_input(text, context)
             if isinstance(verdict, Block):
                 record.blocked = verdict.reason
                 user_turn = Turn(
@@ -214,7 +262,8 @@ class ConversationManager:
             yield Accepted(user_turn.message_id, question, session.id, message.client_message_id)
             asked = _Asked(message.channel, message.client_message_id, user_turn, verdict.handoff)
             if self.actions is not None:
-                act = await self._act(session, question, message.channel, policies)
+                with stage("action"):
+                    act = await self._act(session, question, message.channel, policies)
                 if act is not None:
                     done = self._action_answer(policies, session, asked, act, record, context)
                     async for event in done:
@@ -326,7 +375,12 @@ class ConversationManager:
             )
             yield Notice("answer_withdrawn", "The answer was withdrawn by a policy.")
         else:
-            answer = Turn("assistant", "".join(parts).strip(), citations=_cite(prompt.passages))
+            answer = Turn(
+                "assistant",
+                "".join(parts).strip(),
+                citations=_cite(prompt.passages),
+                kind="fallback" if record.model_error else "",
+            )
         await self.store.append(session.id, [answer])
         turns = [*history, user_turn, answer]
         handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
@@ -421,9 +475,12 @@ class ConversationManager:
 
     async def _retrieve(self, question: str, record: _TurnAudit, context: Context) -> list[Passage]:
         try:
-            passages, confidence = await self.retriever.search_with_confidence(
-                question, self._settings.knowledge.top_k
-            )
+            searched = time.perf_counter()
+            with stage("retrieval"):
+                passages, confidence = await self.retriever.search_with_confidence(
+                    question, self._settings.knowledge.top_k
+                )
+            RETRIEVAL_SECONDS.observe(time.perf_counter() - searched)
             threshold = self.retriever.threshold
             record.confidence = confidence
             if (
@@ -460,11 +517,12 @@ class ConversationManager:
         try:
             stream = self.llm.stream(messages, params)
             try:
-                async for piece in stream:
-                    if safe := await policies.feed(output, piece):
-                        yield release(safe)
-                    if output.done:  # blocked or cut: stop the model, it is wasted work
-                        break
+                with stage("llm.generate"):
+                    async for piece in stream:
+                        if safe := await policies.feed(output, piece):
+                            yield release(safe)
+                        if output.done:  # blocked or cut: stop the model, it is wasted work
+                            break
             finally:
                 await stream.aclose()
             if tail := await policies.flush(output):
@@ -490,6 +548,7 @@ class ConversationManager:
             in_reply_to=in_reply_to,
             handoff=handoff,
             custom=turn.custom,
+            kind=turn.kind,
         )
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 from bot.errors import Busy, StoreUnavailable
+from bot.observability import REDIS_ERRORS
 from bot.settings import SessionSettings
 from bot.types import Turn, new_id
 
@@ -351,6 +352,7 @@ async def store_call(pending: Awaitable[T]) -> T:
     try:
         return await pending
     except (RedisError, OSError) as exc:
+        REDIS_ERRORS.inc()
         raise StoreUnavailable(f"conversation store unavailable: {exc}") from exc
 
 

@@ -347,6 +347,17 @@ class Settings(BaseSettings):
     company_name: str = "Northwind Outfitters"
     max_message_chars: int = Field(4000, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="json: one JSON object per line with request and conversation ids (for a "
+        "log pipeline); text: plain lines for people.",
+    )
+    otel_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP endpoint for traces, e.g. http://otel-collector:4318 (default: "
+        "$OTEL_EXPORTER_OTLP_ENDPOINT); unset: no traces.",
+    )
+    otel_service_name: str = Field("switchboard", description="service.name of the traces.")
     admin_api_key: SecretStr | None = Field(
         None, description="Bearer key of the /admin endpoints; unset: they are switched off."
     )

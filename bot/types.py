@@ -148,6 +148,9 @@ class Message:
     handoff: str = ""
     # Custom JSON payloads from an action (e.g. an order card for the page to render).
     custom: tuple[dict[str, Any], ...] = ()
+    # What kind of reply it is: "" (an answer), "action", or "no_answer", "blocked",
+    # "fallback" for the fixed replies (as the stored turn's kind).
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ from bot.events import (
 )
 from bot.handoff import HandoffDesk
 from bot.manager import ConversationManager
+from bot.observability import WEBSOCKETS
 from bot.sessions import RedisSessionStore, Session
 from bot.settings import Settings
 from bot.types import InboundMessage, Turn
@@ -539,6 +540,7 @@ async def chat(ws: WebSocket) -> None:
         return
     await ws.accept()
     session = _ChatSession(ws, web, grant)
+    WEBSOCKETS.inc()
     try:
         while True:
             raw = await ws.receive()
@@ -548,4 +550,5 @@ async def chat(ws: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         log.debug("websocket closed by the client")
     finally:
+        WEBSOCKETS.dec()
         session.stop()

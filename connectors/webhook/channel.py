@@ -36,6 +36,7 @@ from bot.errors import BadRequest, Busy, ConversationNotFound, StoreUnavailable
 from bot.handoff import HandoffDesk
 from bot.jobs import GiveUp, Job, JobQueue, RetryLater, backoff
 from bot.manager import ConversationManager
+from bot.observability import DELIVERIES
 from bot.sessions import Session
 from bot.settings import Settings, WebhookSettings
 from bot.types import InboundMessage, Message, new_id
@@ -224,10 +225,13 @@ class WebhookChannels:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
             if 200 <= response.status_code < 300:
+                DELIVERIES.labels(p["name"], "delivered").inc()
                 return
             reason = f"HTTP {response.status_code}"
         if job.attempt + 1 >= config.max_attempts:
+            DELIVERIES.labels(p["name"], "dead").inc()
             raise GiveUp(f"{reason} (after {job.attempt + 1} tries)")
+        DELIVERIES.labels(p["name"], "retry").inc()
         raise RetryLater(backoff(job.attempt, config.backoff_s, config.backoff_max_s), reason)
 
 

@@ -369,10 +369,26 @@ def test_webhook_reply_is_signed_and_retries_are_answered_once(
     assert reply.body["citations"][0]["url"].startswith("https://bot.northwind.test/help/")
 
 
+def _metric(deployment: Deployment, name: str, **labels: str) -> float:
+    """`name`'s samples with `labels`, summed over every process's /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for server in deployment.servers:
+        text = httpx.get(server.url + "/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and set(labels.items()) <= set(sample.labels.items()):
+                    total += sample.value
+    return total
+
+
 def test_a_failing_receiver_gets_the_same_delivery_again_with_backoff(
     deployment: Deployment,
 ) -> None:
     receiver, conversation = deployment.receivers["flaky"], "c-" + uuid.uuid4().hex
+    counted = {o: _metric(deployment, "switchboard_deliveries_total", channel="flaky", outcome=o)
+               for o in ("retry", "delivered")}  # fmt: skip
     reply = webhook_post(
         deployment.url(), "flaky", ["flaky-secret"], _message(conversation, "return an item?")
     )
@@ -384,6 +400,9 @@ def test_a_failing_receiver_gets_the_same_delivery_again_with_backoff(
     assert [d.headers["Switchboard-Attempt"] for d in tries] == ["1", "2", "3"]
     gaps = [b.at - a.at for a, b in itertools.pairwise(tries)]
     assert all(gap >= 0.04 for gap in gaps), gaps  # backed off (full jitter from 0.05 s)
+    for outcome, moved in (("retry", 2), ("delivered", 1)):
+        now = _metric(deployment, "switchboard_deliveries_total", channel="flaky", outcome=outcome)
+        assert now - counted[outcome] == moved, outcome  # the metrics count each try once
 
 
 def test_a_slow_receiver_times_out_and_is_retried(deployment: Deployment) -> None:
@@ -468,6 +487,8 @@ def test_handoff_to_an_agent_in_slack_and_back(deployment: Deployment) -> None:
     """The widget's customer asks for a person (on process B); the agent answers from Slack
     (handled by process A); the customer sees it live; resolve gives the bot back."""
     slack = deployment.slack
+    events = ("requested", "taken", "resolved")
+    counted = {e: _metric(deployment, "switchboard_handoffs_total", event=e) for e in events}
     with connect(deployment.servers[1].url.replace("http", "ws") + "/ws/chat") as ws:
         ws.send(json.dumps({"type": "message", "text": "how long does a refund take?", "id": "m1"}))
         frames = _frames(ws, lambda f: f["type"] == "message")
@@ -547,6 +568,9 @@ def test_handoff_to_an_agent_in_slack_and_back(deployment: Deployment) -> None:
             lambda: any("resolved it" in c.body["text"] for c in slack.posts(SUPPORT, thread)),
             what="the resolve note",
         )
+    for event in events:
+        moved = _metric(deployment, "switchboard_handoffs_total", event=event) - counted[event]
+        assert moved == 1, event
     # Only the agent's duplicate-free message was stored, and nothing un-redacted anywhere.
     client = redis.Redis.from_url(deployment.redis_url)
     turns = deployment.admin("GET", f"/admin/conversations/{conversation}").json()["turns"]
