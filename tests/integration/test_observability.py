@@ -143,6 +143,7 @@ def otlp() -> Iterator[ThreadingHTTPServer]:
     thread.start()
     yield receiver
     receiver.shutdown()
+    receiver.server_close()
 
 
 def test_a_served_turn_is_traced_and_logged_as_json(
