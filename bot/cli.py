@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from bot.errors import ConfigError, SwitchboardError
 from bot.llm.finetune.command import finetune_app
+from bot.prompt_command import prompt_app
 from bot.settings import Settings
 from bot.types import InboundMessage, Message, Notice, Token
 
@@ -28,6 +29,7 @@ policy_app = typer.Typer(help="Check policy files.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
 app.add_typer(policy_app, name="policy")
 app.add_typer(finetune_app, name="finetune")
+app.add_typer(prompt_app, name="prompt")
 
 
 def _settings() -> Settings:

@@ -8,6 +8,7 @@ the model). The app lifespan and the CLI both go through `build_components` and
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from bot.errors import ConfigError
 from bot.llm.base import LanguageModel
 from bot.manager import ConversationManager
+from bot.prompt_file import load_prompt, parse_prompt
 from bot.sessions import InMemorySessionStore, RedisSessionStore, SessionStore
 from bot.settings import Settings
 from knowledge.embeddings import Embedder
@@ -51,6 +53,7 @@ class Components:
     reloader: PolicyReloader | None = field(init=False, default=None)
     _reindexing: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
     _watch: asyncio.Task[None] | None = field(init=False, default=None)
+    _prompt_watch: asyncio.Task[None] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.manager = ConversationManager(
@@ -64,6 +67,10 @@ class Components:
                 raise ConfigError("actions need the embedder (intent matching)")
             config = load_actions(self.settings.actions_file)  # ActionsFileError: refused
             self.manager.actions = ActionEngine(config, self.embedder, self.store)
+        if self.settings.prompt_file is not None:  # PromptFileError: refused at start
+            self.manager.prompts = load_prompt(
+                self.settings.prompt_file, self.settings.company_name
+            )
 
     async def start(self) -> None:
         """Connect the store and warm up every stage.
@@ -85,6 +92,8 @@ class Components:
             asyncio.to_thread(self._warm_torch_models),
         )
         self._watch_policy_file()
+        if self.settings.prompt_file is not None and self.settings.policy_reload_s > 0:
+            self._prompt_watch = asyncio.create_task(self._watch_prompt_file(), name="prompt")
         self.started_s = time.perf_counter() - began
         log.info("ready in %.1fs", self.started_s)
 
@@ -100,6 +109,28 @@ class Components:
 
         self.reloader = PolicyReloader(Path(path), build, self.swap_policies, interval)
         self._watch = asyncio.create_task(self.reloader.run(), name="policy-reloader")
+
+    async def _watch_prompt_file(self) -> None:
+        """Reload the prompt file when it changes (same interval as the policy file); a file
+        that does not validate is refused with its line errors, the old one keeps serving."""
+        path = Path(self.settings.prompt_file or "")
+        while True:
+            await asyncio.sleep(self.settings.policy_reload_s)
+            try:
+                text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+            except OSError as exc:
+                log.warning("prompt file %s unreadable (%s); keeping the current one", path, exc)
+                continue
+            if hashlib.sha256(text.encode()).hexdigest() == self.manager.prompts.digest:
+                continue
+            try:
+                prompts = parse_prompt(text, str(path), self.settings.company_name)
+            except ConfigError as exc:
+                log.error("prompt file refused, the old one keeps serving:\n%s", exc.message)
+                self.manager.prompts.digest = hashlib.sha256(text.encode()).hexdigest()
+                continue
+            self.manager.prompts = prompts
+            log.info("prompt file %s reloaded", path)
 
     def swap_policies(self, engine: PolicyEngine) -> PolicyEngine:
         """Serve `engine` from now on (new turns); return the one it replaces."""
@@ -145,8 +176,9 @@ class Components:
             return report
 
     async def close(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        for task in (self._watch, self._prompt_watch):
+            if task is not None:
+                task.cancel()
         if self.manager.actions is not None:
             await self.manager.actions.close()
         await self.llm.close()

@@ -115,7 +115,7 @@ class HandoffDesk:
         )
         if tell_customer:
             session = await self._session(conversation_id)
-            text = self.manager.policies.messages(session.channel).handoff
+            text = self.manager.handoff_text(session.channel)
             await self.deliver(session, {"type": "notice", "code": "handoff", "text": text})
         return True
 

@@ -34,6 +34,7 @@ from bot.observability import (
     stage,
 )
 from bot.prompt import build_prompt
+from bot.prompt_file import Prompts, load_prompt
 from bot.sessions import Session, SessionStore
 from bot.settings import Settings
 from bot.types import (
@@ -102,8 +103,18 @@ class ConversationManager:
         self.llm = llm
         # Hands conversations to people (set by the app when channels are wired).
         self.desk: HandoffDesk | None = None
+        # The prompt file (the bundled default until components load the configured one).
+        self.prompts: Prompts = load_prompt(None, settings.company_name)
         # Business actions on a Rasa action server (set when an actions file is configured).
         self.actions: ActionEngine | None = None
+
+    def no_answer_text(self, channel: str | None) -> str:
+        """The "I don't know" reply: the prompt file's wording, else the policy's."""
+        return self.prompts.config.wording.no_answer or self.policies.messages(channel).no_answer
+
+    def handoff_text(self, channel: str | None) -> str:
+        """What the customer is told when a person is asked for."""
+        return self.prompts.config.wording.handoff or self.policies.messages(channel).handoff
 
     async def resume(self, conversation_id: str) -> tuple[Session, list[Turn]]:
         """A conversation and its stored (redacted) turns; raises `ConversationNotFound`."""
@@ -338,7 +349,7 @@ class ConversationManager:
         if record.abstained:
             # Nothing in the help center answers this: say so rather than let the model
             # guess. The model is not asked at all.
-            reply = Turn("assistant", policies.messages(asked.channel).no_answer, kind="no_answer")
+            reply = Turn("assistant", self.no_answer_text(asked.channel), kind="no_answer")
             yield Token(reply.text.removeprefix(said))
             await self.store.append(session.id, [reply])
             turns = [*history, user_turn, reply]
@@ -348,7 +359,8 @@ class ConversationManager:
             yield self._final(session, reply, asked.in_reply_to, handoff)
             return
         prompt = build_prompt(
-            company=self._settings.company_name,
+            prompts=self.prompts,
+            channel=asked.channel,
             question=question,
             passages=passages,
             history=history,

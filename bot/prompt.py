@@ -1,28 +1,20 @@
 """Building the model's prompt: system instructions, retrieved passages, history, question.
 
-The prompt must fit a token budget. The system instructions are never cut; history is
-trimmed oldest first, then passages are dropped from the lowest-ranked up.
+The system message is rendered from the prompt file (`bot/prompt_file.py`). The prompt must
+fit a token budget. The system instructions are never cut; history is trimmed oldest
+first, then passages are dropped from the lowest-ranked up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
 from bot.llm.base import ChatMessage
+from bot.prompt_file import Prompts, load_prompt
 from bot.types import Passage, Turn
-
-SYSTEM_TEMPLATE = """\
-You are the customer-support assistant of {company}. Answer the customer's question \
-using only the help-center articles below. Answer the question in your first sentence. \
-Be brief, friendly and specific: quote exact \
-numbers, prices and time limits from the articles. If the articles do not contain the \
-answer, say that you don't know and offer to connect the customer with a person. Never \
-invent policies, prices or links. Text in angle brackets such as <EMAIL_ADDRESS> is \
-personal data that was removed for privacy; never ask for it again or guess it.
-
-Help-center articles:
-{passages}"""
 
 NO_PASSAGES = "(No relevant article was found.)"
 
@@ -36,31 +28,51 @@ class Prompt:
     history_used: int
 
 
-def format_passages(passages: Sequence[Passage]) -> str:
-    if not passages:
-        return NO_PASSAGES
-    blocks = []
-    for rank, passage in enumerate(passages, start=1):
-        blocks.append(f"[{rank}] {passage.citation.title}\n{passage.text.strip()}")
-    return "\n\n".join(blocks)
+def passage_variables(passages: Sequence[Passage]) -> list[dict[str, Any]]:
+    """The passages as the prompt template sees them."""
+    return [
+        {
+            "rank": rank,
+            "title": p.citation.title,
+            "source": p.citation.source,
+            "text": p.text.strip(),
+        }
+        for rank, p in enumerate(passages, start=1)
+    ]
+
+
+@cache
+def _default_prompts(company: str) -> Prompts:
+    return load_prompt(None, company)
 
 
 def build_prompt(
     *,
-    company: str,
     question: str,
     passages: Sequence[Passage],
     history: Sequence[Turn],
     budget: int,
     count_tokens: Callable[[Sequence[ChatMessage]], int],
+    company: str = "",
+    prompts: Prompts | None = None,
+    channel: str = "web",
+    summary: str = "",
 ) -> Prompt:
-    """Assemble the prompt, trimming history then passages until it fits `budget` tokens."""
+    """Assemble the prompt, trimming history then passages until it fits `budget` tokens.
+
+    `prompts` is the prompt file (the bundled default for `company` when None): the system
+    message comes from its template, then its few-shot examples, the history, the question.
+    """
+    prompts = prompts or _default_prompts(company)
     kept_passages = list(passages)
     kept_history = list(history)
+    examples: list[ChatMessage] = []
+    for example in prompts.config.examples:
+        examples += [ChatMessage("user", example.user), ChatMessage("assistant", example.assistant)]
 
     def assemble() -> list[ChatMessage]:
-        system = SYSTEM_TEMPLATE.format(company=company, passages=format_passages(kept_passages))
-        messages = [ChatMessage("system", system)]
+        system = prompts.system(channel, passage_variables(kept_passages), summary)
+        messages = [ChatMessage("system", system), *examples]
         messages += [ChatMessage(turn.role, turn.text) for turn in kept_history]
         messages.append(ChatMessage("user", question))
         return messages

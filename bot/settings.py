@@ -331,6 +331,11 @@ class Settings(BaseSettings):
     )
     key_prefix: str = Field("sb:", description="Prefix of every Redis key.")
     policy_file: Path | None = Field(None, description="Policy YAML (default: the bundled one).")
+    prompt_file: Path | None = Field(
+        None,
+        description="Prompt YAML: persona, tone, system template, formats per channel, "
+        "examples, wording (default: bot/prompt_default.yaml); reloads like the policy file.",
+    )
     actions_file: Path | None = Field(
         None,
         description="Actions YAML: intents, their slots and the Rasa action server that runs "

@@ -320,7 +320,7 @@ class SlackChannel:
             return  # a person handles this conversation: relayed to them
         text = to_mrkdwn(final.text)
         if final.handoff and self.desk.console:
-            text += "\n\n" + escape(self.manager.policies.messages("slack").handoff)
+            text += "\n\n" + escape(self.manager.handoff_text("slack"))
         base = self.settings.public_url
         line = sources(final.citations, lambda source: _link(source, base, self.settings))
         if line:
