@@ -121,8 +121,10 @@ class Components:
             except OSError as exc:
                 log.warning("prompt file %s unreadable (%s); keeping the current one", path, exc)
                 continue
-            if hashlib.sha256(text.encode()).hexdigest() == self.manager.prompts.digest:
-                continue
+            if not text.strip() or hashlib.sha256(text.encode()).hexdigest() == (
+                self.manager.prompts.digest
+            ):
+                continue  # unchanged, or caught empty while an editor rewrites it
             try:
                 prompts = parse_prompt(text, str(path), self.settings.company_name)
             except ConfigError as exc:

@@ -146,3 +146,62 @@ def test_the_bundled_default_validates() -> None:
     prompts = load_prompt(default_prompt_path(), "ACME")
     assert prompts.config.formats["slack"].startswith("Format the answer for Slack")
     assert "Slack" in prompts.system("slack", []) and "Slack" not in prompts.system("web", [])
+
+
+async def test_the_prompt_file_reloads_and_a_bad_change_keeps_the_old_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    from contextlib import aclosing
+
+    from bot.components import Components
+    from bot.llm.base import ScriptedModel
+    from bot.sessions import InMemorySessionStore
+    from bot.settings import Settings
+    from bot.types import InboundMessage
+    from policies.engine import PolicyEngine
+    from policies.pii import PatternRedactor
+    from policies.schema import default_policy_path, load_policy
+    from tests.support import FixedRetriever
+
+    path = tmp_path / "prompt.yaml"
+    path.write_text("version: 1\nsystem: 'You are Ada of {{ company }}.'\n")
+    settings = Settings(prompt_file=path, policy_reload_s=0.05, company_name="ACME")
+    model = ScriptedModel([["Hi."]] * 3)
+    parts = Components(
+        settings=settings,
+        store=InMemorySessionStore(settings.sessions),
+        policies=PolicyEngine(load_policy(default_policy_path()), PatternRedactor()),
+        retriever=FixedRetriever(list(PASSAGES)),
+        llm=model,
+    )
+    await parts.start()
+
+    async def ask() -> str:
+        message = InboundMessage("How long do I have?", "web")
+        async with aclosing(parts.manager.respond(message)) as events:
+            [_ async for _ in events]
+        return model.prompts[-1][0].content
+
+    async def until(check: object, what: str) -> None:
+        for _ in range(100):
+            if callable(check) and check():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(what)
+
+    def save(text: str) -> None:  # as editors do: a whole new file renamed into place
+        (tmp_path / "new.yaml").write_text(text)
+        (tmp_path / "new.yaml").replace(path)
+
+    try:
+        assert await ask() == "You are Ada of ACME."
+        save("version: 1\nsystem: 'You are Bo of {{ company }}.'\n")
+        await until(lambda: "Bo" in parts.manager.prompts.system("web", []), "no reload")
+        assert await ask() == "You are Bo of ACME."
+        save("version: 1\nsystem: 'You are {{ nobody }}.'\n")
+        await until(lambda: "prompt file refused" in caplog.text, "the bad file was not refused")
+        assert "unknown variable 'nobody'" in caplog.text
+        assert await ask() == "You are Bo of ACME."  # the old one keeps serving
+    finally:
+        await parts.close()
