@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from bot.actions.engine import ActionEngine, ActionReply
 from bot.errors import BadRequest, Busy, ConversationNotFound, ModelError, SwitchboardError
@@ -73,6 +73,40 @@ class _TurnAudit:
     first_token_s: float | None = None
     total_s: float = 0.0
     resumed: bool = False  # another process's unfinished answer, finished here
+    rewritten: str = ""  # a follow-up made stand-alone for retrieval: "llm" or "concat"
+
+
+REWRITE_INSTRUCTION = (
+    "Rewrite the customer's last message as one stand-alone question that names what it "
+    "refers to from the conversation, so it can be searched on its own. Reply with the "
+    "question only."
+)
+SUMMARY_INSTRUCTION = (
+    "Summarize this customer-service conversation in at most three short sentences: what "
+    "the customer wants, the facts and answers given, and what is still open. Reply with the "
+    "summary only."
+)
+_FOLLOWUP_STARTS = ("and ", "and?", "what about", "how about", "also", "same for", "or ")
+_REFERRING = frozenset(
+    ["it", "its", "that", "this", "those", "these", "they", "them", "there", "one", "ones"]
+)
+
+
+def looks_like_followup(question: str) -> bool:
+    """Whether a message leans on the conversation: short, starting like "and for...",
+    or pointing back ("does it...")."""
+    text = question.strip().lower()
+    words = [w.strip(".,!?;:'\"") for w in text.split()]
+    if text.startswith(_FOLLOWUP_STARTS) or len(words) <= 4:
+        return True
+    return len(words) <= 12 and any(w in _REFERRING for w in words)
+
+
+def session_meta_after(session: Session, older: list[Turn]) -> list[Turn]:
+    """The turns of `older` after the last one the running summary covers."""
+    upto = session.meta.get("summary_upto", "")
+    ids = [t.message_id for t in older]
+    return older[ids.index(upto) + 1 :] if upto in ids else older
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +379,8 @@ class ConversationManager:
         only what follows it is streamed.
         """
         question, user_turn = asked.turn.text, asked.turn
-        passages = await self._retrieve(question, record, context)
+        query = await self._standalone(question, history, record)
+        passages = await self._retrieve(query, record, context)
         if record.abstained:
             # Nothing in the help center answers this: say so rather than let the model
             # guess. The model is not asked at all.
@@ -361,6 +396,7 @@ class ConversationManager:
         prompt = build_prompt(
             prompts=self.prompts,
             channel=asked.channel,
+            summary=session.meta.get("summary", "") if self._settings.sessions.summarize else "",
             question=question,
             passages=passages,
             history=history,
@@ -399,6 +435,90 @@ class ConversationManager:
         self._log(record, started)
         await self._hand_off(session.id, handoff)
         yield self._final(session, answer, asked.in_reply_to, handoff)
+        # The customer has the answer; the memory of a long conversation is kept up to date
+        # before the next message of this conversation is taken (it waits on the lock).
+        await self._remember(session, policies, context)
+
+    async def _ask_model(self, messages: list[ChatMessage], max_tokens: int) -> str:
+        """A short side question to the model (greedy); "" when it fails."""
+        params = GenerationParams(max_tokens, 0.0, min(30.0, self._settings.llm.timeout_s))
+        pieces: list[str] = []
+        try:
+            async with aclosing(self.llm.stream(messages, params)) as stream:
+                async for piece in stream:
+                    pieces.append(piece)
+        except (ModelError, Busy) as exc:
+            log.warning("side question to the model failed: %s", exc.message)
+            return ""
+        return "".join(pieces).strip()
+
+    async def _standalone(self, question: str, history: list[Turn], record: _TurnAudit) -> str:
+        """The question as a stand-alone search query: a follow-up ("and for express?") is
+        rewritten with what it refers to, from the conversation (redacted text only)."""
+        mode = self._settings.sessions.rewrite_followups
+        if mode == "off" or not history or not looks_like_followup(question):
+            return question
+        asked_before = [t.text for t in history if t.role == "user"]
+        if not asked_before:
+            return question
+        fallback = f"{asked_before[-1]} {question}"
+        if mode == "concat":
+            record.rewritten = "concat"
+            return fallback
+        recent = history[-4:]
+        transcript = "\n".join(
+            f"{'Customer' if t.role == 'user' else 'Assistant'}: {t.text[:400]}" for t in recent
+        )
+        with stage("rewrite"):
+            text = await self._ask_model(
+                [
+                    ChatMessage("system", REWRITE_INSTRUCTION),
+                    ChatMessage("user", f"{transcript}\nCustomer: {question}"),
+                ],
+                48,
+            )
+        text = text.splitlines()[0].strip().strip('"') if text else ""
+        if not text or len(text) > 300:
+            record.rewritten = "concat"
+            return fallback
+        record.rewritten = "llm"
+        return text
+
+    async def _remember(self, session: Session, policies: PolicyEngine, context: Context) -> None:
+        """Fold the turns that left the history window into the running summary (made by the
+        model, redacted by the storage point), every `summarize_every` such turns."""
+        settings = self._settings.sessions
+        if not settings.summarize:
+            return
+        try:
+            turns = await self.store.history(session.id)
+            older = turns[: -settings.history_turns] if settings.history_turns else turns
+            fresh = session_meta_after(session, older)
+            if len(fresh) < settings.summarize_every:
+                return
+            earlier = session.meta.get("summary", "")
+            transcript = "\n".join(
+                f"{'Customer' if t.role == 'user' else 'Assistant'}: {t.text[:600]}" for t in fresh
+            )
+            with stage("summarize"):
+                text = await self._ask_model(
+                    [
+                        ChatMessage("system", SUMMARY_INSTRUCTION),
+                        ChatMessage(
+                            "user",
+                            (f"Summary so far: {earlier}\n\n" if earlier else "") + transcript,
+                        ),
+                    ],
+                    120,
+                )
+            if not text:
+                return
+            stored = await policies.redact_for_storage(text, replace(context, point="storage"))
+            await self.store.set_meta(
+                session.id, {"summary": stored, "summary_upto": fresh[-1].message_id}
+            )
+        except SwitchboardError as exc:  # memory is a nicety: never fail the turn for it
+            log.warning("conversation %s: summary not updated: %s", session.id, exc.message)
 
     def _handoff(
         self,

@@ -167,6 +167,19 @@ class SessionSettings(BaseModel):
         "dies, another process may finish the turn this long afterwards.",
     )
     lock_wait_s: float = Field(30.0, gt=0, description="How long a turn waits for its lock.")
+    rewrite_followups: Literal["llm", "concat", "off"] = Field(
+        "llm",
+        description="A follow-up ('and for express?') is made a stand-alone question before "
+        "retrieval: by the model (llm), by prefixing the previous question (concat), or not.",
+    )
+    summarize: bool = Field(
+        True,
+        description="Keep a running summary (made by the model, redacted) of the turns that "
+        "fell out of the history window, and give it to the model.",
+    )
+    summarize_every: int = Field(
+        4, ge=2, le=50, description="Summarize once this many turns left the window."
+    )
 
 
 class SiteSettings(BaseModel):

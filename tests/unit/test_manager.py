@@ -36,6 +36,9 @@ REFUNDS = Passage("Refunds take 5 business days.", Citation("Refunds", "refunds.
 def _manager(
     model: ScriptedModel, retriever: FixedRetriever | None = None, **settings: object
 ) -> ConversationManager:
+    # Scripted answers are consumed in order: the memory's side questions (follow-up
+    # rewriting, summaries) are off unless a test turns them on (test_memory.py does).
+    settings.setdefault("sessions", {"rewrite_followups": "off", "summarize": False})
     cfg = Settings(max_message_chars=200, **settings)  # type: ignore[arg-type]
     # The hashing embedder stands in for MiniLM in the topics stage (real one: integration).
     policies = PolicyEngine(

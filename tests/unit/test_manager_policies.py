@@ -36,7 +36,8 @@ limits:
 def manager(
     model: ScriptedModel, policy: str = POLICY, retriever: FixedRetriever | None = None
 ) -> ConversationManager:
-    cfg = Settings()
+    # Scripted answers are consumed in order: no memory side questions here (test_memory.py).
+    cfg = Settings(sessions={"rewrite_followups": "off", "summarize": False})
     parsed = parse_policy(policy)
     engine = PolicyEngine(parsed, PatternRedactor(parsed.pii), embedder=HashingEmbedder())
     engine.warm_up()
