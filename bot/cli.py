@@ -350,6 +350,67 @@ def kb_eval(
         typer.echo(note)
 
 
+@app.command("eval")
+def eval_suite(
+    suite_file: Annotated[
+        Path, typer.Argument(metavar="SUITE.yaml", help="A suite of scripted conversations.")
+    ],
+    junit: Annotated[
+        Path | None, typer.Option(help="Also write the results as JUnit XML to this file.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON instead of the report.")
+    ] = False,
+) -> None:
+    """Run scripted conversations through the real pipeline (this process, the current
+    settings and model) and check each turn: contains / contains_any / not_contains, cites,
+    abstains, hands_off, redacts, blocked, kind, max_seconds. See demo/eval/suite.yaml.
+    Exit code: 0 every turn passed, 1 an expectation failed, 2 the suite could not run."""
+    from bot.evals import (
+        TurnResult,
+        junit_xml,
+        load_suite,
+        render_summary,
+        render_turn,
+        result_json,
+        run_with_settings,
+        write_atomically,
+    )
+
+    try:
+        suite = load_suite(suite_file)  # before any model loads: a typo costs no minute
+    except ConfigError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(2) from exc
+    except OSError as exc:
+        typer.secho(f"{suite_file}: cannot read: {exc.strerror}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    settings = _settings()
+    _logging("warning")
+    shown: list[str] = []
+
+    def show(conversation: str, turn: TurnResult) -> None:
+        if as_json:
+            return
+        if not shown or shown[-1] != conversation:
+            shown.append(conversation)
+            typer.secho(conversation, bold=True)
+        typer.secho(render_turn(turn), fg="green" if turn.passed else "red")
+
+    try:
+        result = asyncio.run(run_with_settings(settings, suite, show))
+    except SwitchboardError as exc:
+        typer.secho(f"error: {exc.message}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    if junit is not None:
+        write_atomically(junit, junit_xml(result, suite_file.stem))
+    if as_json:
+        print(json.dumps(result_json(result), indent=2, ensure_ascii=False))
+    else:
+        typer.secho(render_summary(result), fg="red" if result.failed else "green", bold=True)
+    raise typer.Exit(result.exit_code)
+
+
 @policy_app.command("check")
 def policy_check(file: Annotated[Path, typer.Argument(help="A policy YAML file.")]) -> None:
     """Validate a policy file; print every error with its line, exit 1 if any."""
