@@ -59,6 +59,7 @@ class Components:
         self.manager = ConversationManager(
             self.settings, self.store, self.policies, self.retriever, self.llm
         )
+        self.manager.embedder = self.embedder  # the grounding check's sentence embeddings
         if self.settings.actions_file is not None:
             from bot.actions.engine import ActionEngine
             from bot.actions.schema import load_actions

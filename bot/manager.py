@@ -33,7 +33,7 @@ from bot.observability import (
     current_trace,
     stage,
 )
-from bot.prompt import build_prompt
+from bot.prompt import Prompt, build_prompt
 from bot.prompt_file import Prompts, load_prompt
 from bot.sessions import Session, SessionStore
 from bot.settings import Settings
@@ -48,9 +48,18 @@ from bot.types import (
     Token,
     Turn,
 )
+from knowledge.embeddings import Embedder
 from knowledge.retriever import Retriever
 from policies.base import Context
 from policies.engine import PolicyEngine
+from policies.grounding import (
+    ACTION_OF,
+    GroundingChecker,
+    GroundingRules,
+    SentenceCheck,
+    StreamingGrounding,
+    findings,
+)
 from policies.output import OutputFilter
 from policies.verdicts import Block
 
@@ -74,6 +83,7 @@ class _TurnAudit:
     total_s: float = 0.0
     resumed: bool = False  # another process's unfinished answer, finished here
     rewritten: str = ""  # a follow-up made stand-alone for retrieval: "llm" or "concat"
+    unsupported: int = 0  # sentences the grounding check found unsupported by the passages
 
 
 REWRITE_INSTRUCTION = (
@@ -139,6 +149,8 @@ class ConversationManager:
         self.desk: HandoffDesk | None = None
         # The prompt file (the bundled default until components load the configured one).
         self.prompts: Prompts = load_prompt(None, settings.company_name)
+        # For the grounding check (set by the components; None: answers are not checked).
+        self.embedder: Embedder | None = None
         # Business actions on a Rasa action server (set when an actions file is configured).
         self.actions: ActionEngine | None = None
 
@@ -407,25 +419,37 @@ class ConversationManager:
         if said:  # the model continues its own unfinished answer
             messages = [*messages, ChatMessage("assistant", said)]
         parts: list[str] = [said]
-        output = policies.output_filter(context)
-        async for event in self._generate(policies, output, messages, record, started):
+        outputs: list[OutputFilter] = []
+        rules = policies.pipeline(asked.channel).policy.grounding
+        if rules.enabled and self.embedder is not None and not said:
+            events = self._grounded(policies, outputs, prompt, rules, record, started, context)
+        else:
+            outputs.append(policies.output_filter(context))
+            events = self._generate(policies, outputs[0], messages, record, started)
+        async for event in events:
             if isinstance(event, Token):
                 parts.append(event.text)
             yield event
-        if output.blocked is not None:
+        blocked = next((o.blocked for o in outputs if o.blocked is not None), None)
+        text = "".join(parts).strip()
+        if blocked is not None:
             # The answer broke an output rule mid-stream: what was shown is withdrawn and
             # the policy's reply is the whole answer.
-            record.blocked = output.blocked.reason
+            record.blocked = blocked.reason
             answer = Turn(
                 "assistant",
-                output.blocked.reply or policies.messages(asked.channel).blocked,
+                blocked.reply or policies.messages(asked.channel).blocked,
                 kind="blocked",
             )
             yield Notice("answer_withdrawn", "The answer was withdrawn by a policy.")
+        elif not text and record.unsupported:
+            # Nothing the model said was supported by the articles: "I don't know".
+            answer = Turn("assistant", self.no_answer_text(asked.channel), kind="no_answer")
+            yield Token(answer.text)
         else:
             answer = Turn(
                 "assistant",
-                "".join(parts).strip(),
+                text,
                 citations=_cite(prompt.passages),
                 kind="fallback" if record.model_error else "",
             )
@@ -438,6 +462,86 @@ class ConversationManager:
         # The customer has the answer; the memory of a long conversation is kept up to date
         # before the next message of this conversation is taken (it waits on the lock).
         await self._remember(session, policies, context)
+
+    async def _grounded(
+        self,
+        policies: PolicyEngine,
+        outputs: list[OutputFilter],
+        prompt: Prompt,
+        rules: GroundingRules,
+        record: _TurnAudit,
+        started: float,
+        context: Context,
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """The answer, released sentence by sentence once the grounding check has found it
+        supported by the passages. An unsupported sentence is handled as the policy says:
+        `drop` it; `refer` (stop, and point to the articles with an offer of a person); or
+        `regenerate`: stop, and let the model go on once from what was shown with a
+        stricter instruction, dropping whatever is still unsupported."""
+        assert self.embedder is not None
+        checker = GroundingChecker.from_rules(rules, self.embedder)
+        texts = [p.text for p in prompt.passages]
+        shown: list[str] = []
+        judged: list[SentenceCheck] = []
+        messages, retried = prompt.messages, False
+        while True:
+            output = policies.output_filter(context)
+            outputs.append(output)
+            stream = StreamingGrounding(checker, texts)
+            stop: SentenceCheck | None = None
+            with stage("grounding"):
+                async with aclosing(
+                    self._generate(policies, output, messages, record, started)
+                ) as events:
+                    async for event in events:
+                        if not isinstance(event, Token):
+                            yield event
+                            continue
+                        if record.model_error:  # the fallback reply: not a claim to judge
+                            yield event
+                            continue
+                        for check in await asyncio.to_thread(stream.feed, event.text):
+                            judged.append(check)
+                            if check.supported:
+                                shown.append(check.raw)
+                                yield Token(check.raw)
+                            elif rules.on_unsupported != "drop" and not retried:
+                                stop = check
+                                break
+                        if stop is not None:
+                            break
+                if stop is None and stream.held.strip():
+                    for check in await asyncio.to_thread(stream.flush):
+                        judged.append(check)
+                        if check.supported:
+                            shown.append(check.raw)
+                            yield Token(check.raw)
+                        elif rules.on_unsupported != "drop" and not retried and stop is None:
+                            stop = check
+            if stop is None or output.blocked is not None:
+                break
+            if rules.on_unsupported == "refer":
+                titles = ", ".join(dict.fromkeys(p.citation.title for p in prompt.passages))
+                reply = rules.refer_reply.format(articles=titles or "our help center")
+                yield Token(("\n\n" if shown else "") + reply)
+                break
+            retried = True
+            missing = ", ".join(stop.missing) or "details the articles do not give"
+            system = prompt.messages[0]
+            stricter = ChatMessage(
+                "system",
+                system.content
+                + "\n\nState only facts, numbers and names written in the articles above; "
+                f"these are not in them: {missing}. If the articles do not say, say so.",
+            )
+            messages = [stricter, *prompt.messages[1:]]
+            if shown:
+                messages.append(ChatMessage("assistant", "".join(shown)))
+        unsupported = [c for c in judged if not c.supported]
+        record.unsupported = len(unsupported)
+        if unsupported:
+            action = ACTION_OF[rules.on_unsupported]
+            policies.audit.record(replace(context, point="output"), findings(unsupported, action))
 
     async def _ask_model(self, messages: list[ChatMessage], max_tokens: int) -> str:
         """A short side question to the model (greedy); "" when it fails."""

@@ -16,6 +16,7 @@ from pydantic_core import ErrorDetails
 
 from bot.errors import ConfigError
 from policies.base import Strict
+from policies.grounding import GroundingRules
 from policies.handoff import HandoffRules
 from policies.injection import InjectionRules
 from policies.limits import LimitRules
@@ -107,7 +108,7 @@ class Stages(Strict):
 # The sections a channel may override (everything but `version` and `channels` itself).
 OVERRIDABLE = (
     "pii", "injection", "toxicity", "topics", "limits", "links", "handoff", "stages",
-    "output", "messages",
+    "output", "messages", "grounding",
 )  # fmt: skip
 
 
@@ -124,6 +125,7 @@ class PolicyFile(Strict):
     handoff: HandoffRules = Field(default_factory=HandoffRules)
     stages: Stages = Field(default_factory=Stages)
     output: OutputPolicy = Field(default_factory=OutputPolicy)
+    grounding: GroundingRules = Field(default_factory=GroundingRules)
     messages: Messages = Field(default_factory=Messages)
     # Per-channel changes ("widget", "slack", "webhook", "api"): any sections above, merged
     # key by key over the rest of the file for messages on that channel.
