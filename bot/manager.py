@@ -421,7 +421,10 @@ class ConversationManager:
         parts: list[str] = [said]
         outputs: list[OutputFilter] = []
         rules = policies.pipeline(asked.channel).policy.grounding
-        if rules.enabled and self.embedder is not None and not said:
+        # Without a working knowledge base there is nothing to check against: the turn is
+        # already degraded (no passages), and every claim would look unsupported.
+        checkable = not record.retrieval_error and self.embedder is not None
+        if rules.enabled and checkable and not said:
             events = self._grounded(policies, outputs, prompt, rules, record, started, context)
         else:
             outputs.append(policies.output_filter(context))

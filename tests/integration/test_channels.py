@@ -23,9 +23,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import yaml
 from websockets.sync.client import ClientConnection, connect
 
 from connectors.webhook.signature import HEADER, verify
+from policies.schema import default_policy_path
 from tests.fakes import (
     FakeSlack,
     Receiver,
@@ -53,6 +55,13 @@ SCRIPT = {
     "refund take": "Refunds take 5 to 10 business days after we receive the return.",
     "refund steps": LONG,
 }
+
+
+def _ungrounded_policy(target: Path) -> Path:
+    data = yaml.safe_load(default_policy_path().read_text())
+    data["grounding"] = {"enabled": False}
+    target.write_text(yaml.safe_dump(data, sort_keys=False))
+    return target
 
 
 @dataclass
@@ -127,6 +136,10 @@ def deployment(
             "SWITCHBOARD_JOBS__CLAIM_IDLE_S": "3",
             "SWITCHBOARD_ADMIN_API_KEY": ADMIN,
             "SWITCHBOARD_LOG_LEVEL": "info",
+            # The scripted answers are transport payloads (numbered refund steps, "5 to 10
+            # business days"), not help-center facts: no grounding check here (it is tested
+            # in test_grounded_answers.py and test_grounding_minilm.py).
+            "SWITCHBOARD_POLICY_FILE": str(_ungrounded_policy(tmp / "policy.yaml")),
             "HF_HUB_OFFLINE": "1",
             "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
         }

@@ -45,6 +45,10 @@ limits:
   per_ip: {requests: 1000, window_s: 60}
 links:
   allowed_domains: [northwind.example]
+# The scripted answers test the output stages on the stream; the grounding check (tested in
+# test_grounded_answers.py and test_grounding_minilm.py) would drop their invented facts.
+grounding:
+  enabled: false
 """
 
 # The model's answers, in order: PII split across tokens; a toxic second sentence.
