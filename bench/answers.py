@@ -140,7 +140,17 @@ async def run(args: argparse.Namespace) -> None:
         embedder.warm_up()
         report = ingest(TECHQA / "kb", Path(tmp) / "index", embedder, progress=False)
         print(f"TechQA help center: {report.documents} documents, {report.chunks} chunks")
+        # The pipeline runs without the grounding check, so "off" is the answer as generated;
+        # "on" applies the check's `drop` action to the same answers.
+        import yaml
+
+        from policies.schema import default_policy_path
+
+        policy = yaml.safe_load(default_policy_path().read_text())
+        policy["grounding"] = {"enabled": False}
+        (Path(tmp) / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
         settings = Settings(
+            policy_file=Path(tmp) / "policy.yaml",
             data_dir=Path(tmp),
             company_name="the software company",
             knowledge={"index_dir": Path(tmp) / "index"},
