@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, StrictBool, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, StrictBool, field_validator
 
 from bot.errors import ConfigError, SwitchboardError
 from bot.types import Accepted, Citation, InboundMessage, Message, Notice, Token, new_id
@@ -39,8 +39,7 @@ from policies.pii_rules import NonEmptyText
 
 # Private to the policy schema, but it is the one place that turns a pydantic error into
 # (line, location, reason); a second copy would drift from the policy file's wording.
-from policies.schema import _problem
-from policies.yaml_lines import Problem, YamlSyntaxError, compose, duplicate_keys, locate
+from policies.yaml_lines import Problem, YamlFileError, validate_yaml
 
 if TYPE_CHECKING:
     from bot.manager import ConversationManager
@@ -107,36 +106,16 @@ class Suite(Strict):
         return conversations
 
 
-class SuiteFileError(ConfigError):
+class SuiteFileError(YamlFileError):
     """A suite file is unusable; `.errors` holds (line, location, reason) for each problem."""
 
     code = "suite_file_error"
 
-    def __init__(self, filename: str, problems: list[Problem]) -> None:
-        self.errors = [(p.line, p.location, p.reason) for p in problems]
-        super().__init__(
-            "\n".join(f"{filename}:{p.line}: {p.location}: {p.reason}" for p in problems)
-        )
-
 
 def parse_suite(text: str, filename: str = "<suite>") -> Suite:
     """Validate suite YAML `text`; raise `SuiteFileError` listing every problem."""
-    try:
-        root, data = compose(text)
-    except YamlSyntaxError as exc:
-        raise SuiteFileError(filename, exc.problems) from exc
-    if root is None:
-        raise SuiteFileError(filename, [Problem(1, "(file)", "the file is empty")])
-    if not isinstance(data, dict):
-        reason = "expected a mapping with 'version: 1' and 'conversations'"
-        raise SuiteFileError(filename, [Problem(locate(root, ()), "(top level)", reason)])
-    if problems := duplicate_keys(root):
-        raise SuiteFileError(filename, problems)
-    try:
-        return Suite.model_validate(data)
-    except ValidationError as exc:
-        found = [_problem(root, error) for error in exc.errors(include_url=False)]
-        raise SuiteFileError(filename, sorted(found, key=lambda p: p.line)) from exc
+    expected = "a mapping with 'version: 1' and 'conversations'"
+    return validate_yaml(text, Suite, filename, SuiteFileError, expected)[0]
 
 
 def load_suite(path: str | Path) -> Suite:

@@ -24,12 +24,11 @@ import yaml
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from bot.errors import ConfigError
 from policies.base import Strict
-from policies.schema import _problem  # the policy file's error wording, shared on purpose
-from policies.yaml_lines import Problem, YamlSyntaxError, compose, duplicate_keys, locate
+from policies.yaml_lines import Problem, YamlFileError, locate, validate_yaml
 
 log = logging.getLogger(__name__)
 
@@ -84,16 +83,10 @@ class PromptFile(Strict):
         return self.formats.get(channel, self.formats.get("default", ""))
 
 
-class PromptFileError(ConfigError):
+class PromptFileError(YamlFileError):
     """A prompt file is unusable; the message names each problem's line."""
 
     code = "prompt_file_error"
-
-    def __init__(self, filename: str, problems: list[Problem]) -> None:
-        self.errors = [(p.line, p.location, p.reason) for p in problems]
-        super().__init__(
-            "\n".join(f"{filename}:{p.line}: {p.location}: {p.reason}" for p in problems)
-        )
 
 
 class Prompts:
@@ -126,21 +119,9 @@ def default_prompt_path() -> Path:
 
 def parse_prompt(text: str, filename: str, company: str) -> Prompts:
     """Validate prompt YAML `text`; raise `PromptFileError` listing every problem."""
-    try:
-        root, data = compose(text)
-    except YamlSyntaxError as exc:
-        raise PromptFileError(filename, exc.problems) from exc
-    if root is None or not isinstance(data, dict):
-        raise PromptFileError(
-            filename, [Problem(1, "(file)", "expected keys, starting with 'version: 1'")]
-        )
-    if problems := duplicate_keys(root):
-        raise PromptFileError(filename, problems)
-    try:
-        config = PromptFile.model_validate(data)
-    except ValidationError as exc:
-        problems = [_problem(root, error) for error in exc.errors(include_url=False)]
-        raise PromptFileError(filename, sorted(problems, key=lambda p: p.line)) from exc
+    config, root = validate_yaml(
+        text, PromptFile, filename, PromptFileError, "keys, starting with 'version: 1'"
+    )
     _check_template(root, config, filename, company)
     return Prompts(config, company, hashlib.sha256(text.encode()).hexdigest())
 

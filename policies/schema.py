@@ -10,11 +10,8 @@ import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
-from pydantic_core import ErrorDetails
 
-from bot.errors import ConfigError
 from policies.base import Strict
 from policies.grounding import GroundingRules
 from policies.handoff import HandoffRules
@@ -29,7 +26,15 @@ from policies.pii_rules import (  # noqa: F401  (re-exported: the schema's publi
 )
 from policies.topics import TopicRules
 from policies.toxicity import ToxicityRules
-from policies.yaml_lines import Problem, YamlSyntaxError, compose, duplicate_keys, locate
+from policies.yaml_lines import (
+    Problem,
+    YamlFileError,
+    YamlSyntaxError,
+    compose,
+    duplicate_keys,
+    locate,
+)
+from policies.yaml_lines import problem_from as _problem
 
 Version = Literal[1]  # add a version here when the file format changes
 SUPPORTED_VERSIONS: tuple[int, ...] = get_args(Version)
@@ -172,16 +177,10 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class PolicyFileError(ConfigError):
+class PolicyFileError(YamlFileError):
     """A policy file is unusable; `.errors` holds (line, location, reason) for each problem."""
 
     code = "policy_file_error"
-
-    def __init__(self, filename: str, problems: list[Problem]) -> None:
-        self.filename = filename
-        self.errors = [(p.line, p.location, p.reason) for p in problems]
-        lines = [f"{filename}:{p.line}: {p.location}: {p.reason}" for p in problems]
-        super().__init__("\n".join(lines))
 
 
 def parse_policy(text: str, filename: str = "<policy>") -> PolicyFile:
@@ -240,28 +239,6 @@ def _has_path(data: Any, loc: list[Any]) -> bool:
             return False
         data = data[part]
     return True
-
-
-def _problem(root: yaml.Node, error: ErrorDetails) -> Problem:
-    loc = [part for part in error["loc"] if isinstance(part, str | int)]
-    location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
-    location = location.lstrip(".") or "(top level)"
-    kind = error["type"]
-    if kind == "missing":
-        hint = " (the first line should be 'version: 1')" if loc == ["version"] else ""
-        return Problem(locate(root, loc), location, "missing required key" + hint)
-    if kind == "extra_forbidden":
-        return Problem(locate(root, loc, at_key=True), location, "unknown key")
-    reason = str(error["msg"])
-    if kind in ("model_type", "dict_type"):  # pydantic names our classes; the reader has YAML
-        reason = "expected keys indented under this one"
-    if kind == "value_error":  # our own validators: drop pydantic's "Value error, " prefix
-        reason = str(error.get("ctx", {}).get("error", reason))
-    elif error.get("input") is None:
-        reason += " (got nothing)"
-    elif isinstance(error["input"], str | int | float | bool):
-        reason += f" (got {error['input']!r})"
-    return Problem(locate(root, loc), location, reason)
 
 
 def load_policy(path: str | Path) -> PolicyFile:

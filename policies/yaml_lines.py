@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from bot.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,3 +111,61 @@ def duplicate_keys(node: yaml.Node, path: tuple[str, ...] = ()) -> list[Problem]
         for index, item in enumerate(node.value):
             problems.extend(duplicate_keys(item, (*path, str(index))))
     return problems
+
+
+class YamlFileError(ConfigError):
+    """A YAML configuration file is unusable; `.errors` holds (line, location, reason) for
+    each problem, and the message has one `FILE:LINE: location: reason` line per problem."""
+
+    code = "yaml_file_error"
+
+    def __init__(self, filename: str, problems: list[Problem]) -> None:
+        self.filename = filename
+        self.errors = [(p.line, p.location, p.reason) for p in problems]
+        lines = [f"{filename}:{p.line}: {p.location}: {p.reason}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+def problem_from(root: yaml.Node, error: ErrorDetails) -> Problem:
+    """A pydantic validation error as a `Problem` at the line of the node it is about."""
+    loc = [part for part in error["loc"] if isinstance(part, str | int)]
+    location = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    location = location.lstrip(".") or "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        hint = " (the first line should be 'version: 1')" if loc == ["version"] else ""
+        return Problem(locate(root, loc), location, "missing required key" + hint)
+    if kind == "extra_forbidden":
+        return Problem(locate(root, loc, at_key=True), location, "unknown key")
+    reason = str(error["msg"])
+    if kind in ("model_type", "dict_type"):  # pydantic names our classes; the reader has YAML
+        reason = "expected keys indented under this one"
+    if kind == "value_error":  # our own validators: drop pydantic's "Value error, " prefix
+        reason = str(error.get("ctx", {}).get("error", reason))
+    elif error.get("input") is None:
+        reason += " (got nothing)"
+    elif isinstance(error["input"], str | int | float | bool):
+        reason += f" (got {error['input']!r})"
+    return Problem(locate(root, loc), location, reason)
+
+
+def validate_yaml(
+    text: str, model: type[M], filename: str, error: type[YamlFileError], expected: str
+) -> tuple[M, yaml.Node]:
+    """`text` parsed and validated as `model`, with its node tree; `error` lists every
+    problem with its line (`expected` says what the top level should hold)."""
+    try:
+        root, data = compose(text)
+    except YamlSyntaxError as exc:
+        raise error(filename, exc.problems) from exc
+    if root is None:
+        raise error(filename, [Problem(1, "(file)", f"the file is empty; expected {expected}")])
+    if not isinstance(data, dict):
+        raise error(filename, [Problem(locate(root, ()), "(top level)", f"expected {expected}")])
+    if problems := duplicate_keys(root):
+        raise error(filename, problems)
+    try:
+        return model.model_validate(data), root
+    except ValidationError as exc:
+        found = [problem_from(root, e) for e in exc.errors(include_url=False)]
+        raise error(filename, sorted(found, key=lambda p: p.line)) from exc

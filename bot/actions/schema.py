@@ -28,10 +28,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.errors import ConfigError
-from policies.yaml_lines import Problem, YamlSyntaxError, compose, duplicate_keys, locate
+from policies.yaml_lines import Problem, YamlFileError, validate_yaml
 
 
 class _Strict(BaseModel):
@@ -155,44 +154,15 @@ class ActionsFile(_Strict):
         return self
 
 
-class ActionsFileError(ConfigError):
+class ActionsFileError(YamlFileError):
     """An actions file is unusable; one line per problem, with its line number."""
 
     code = "actions_file_error"
 
-    def __init__(self, filename: str, problems: list[Problem]) -> None:
-        self.errors = [(p.line, p.location, p.reason) for p in problems]
-        super().__init__(
-            "\n".join(f"{filename}:{p.line}: {p.location}: {p.reason}" for p in problems)
-        )
-
 
 def parse_actions(text: str, filename: str = "<actions>") -> ActionsFile:
-    try:
-        root, data = compose(text)
-    except YamlSyntaxError as exc:
-        raise ActionsFileError(filename, exc.problems) from exc
-    if root is None or not isinstance(data, dict):
-        raise ActionsFileError(
-            filename, [Problem(1, "(file)", "expected keys: version, server, intents")]
-        )
-    if problems := duplicate_keys(root):
-        raise ActionsFileError(filename, problems)
-    try:
-        return ActionsFile.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False):
-            loc = [part for part in error["loc"] if isinstance(part, str | int)]
-            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)
-            reason = str(error["msg"])
-            if error["type"] == "extra_forbidden":
-                reason = "unknown key"
-            elif error["type"] == "value_error":
-                reason = str(error.get("ctx", {}).get("error", reason))
-            line = locate(root, loc, at_key=error["type"] == "extra_forbidden")
-            problems.append(Problem(line, where.lstrip(".") or "(top level)", reason))
-        raise ActionsFileError(filename, sorted(problems, key=lambda p: p.line)) from exc
+    expected = "keys: version, server, intents"
+    return validate_yaml(text, ActionsFile, filename, ActionsFileError, expected)[0]
 
 
 def load_actions(path: str | Path) -> ActionsFile:
