@@ -190,6 +190,7 @@ class TransformersEngine:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._batch = _Batch()
+        self._admitting = 0  # popped from the queue, not yet in the batch
         self.stats = EngineStats()
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -287,9 +288,8 @@ class TransformersEngine:
 
     def _submit(self, request: _Request) -> None:
         with self._wake:
-            if len(self._waiting) >= self._settings.max_queue + max(
-                0, self._settings.max_batch_size - len(self._batch)
-            ):
+            free = self._settings.max_batch_size - len(self._batch) - self._admitting
+            if len(self._waiting) >= self._settings.max_queue + max(0, free):
                 self.stats.rejected_total += 1
                 raise Busy("the assistant is busy with other customers; try again in a moment")
             self._waiting.append(request)
@@ -330,25 +330,35 @@ class TransformersEngine:
                     return
                 request = self._waiting.popleft()
                 self.stats.queue_depth = len(self._waiting)
-            if request.cancelled.is_set():
-                request.put(_DONE)
-                continue
-            if time.monotonic() > request.deadline:  # waited out its whole time in the queue
-                request.timed_out = True
-                request.put(_DONE)
-                continue
+                # Counted as taking a slot until it is in the batch: its first token reaches
+                # its consumer before that, and a new request then must not find the slot free.
+                self._admitting += 1
             try:
-                cache, logits = self._prefill(request.prompt)
-            except Exception as exc:
-                log.exception("prefill failed")
-                request.put(exc)
-                request.put(_DONE)
-                continue
-            token = self._choose(logits, [request])[0]
-            self.stats.last_ttft_s = time.perf_counter() - request.submitted
-            if self._emit(request, token):
-                self._batch.add(request, cache, token)
+                self._admit_one(request)
+            finally:
+                with self._wake:
+                    self._admitting -= 1
             self.stats.batch_size = len(self._batch)
+
+    def _admit_one(self, request: _Request) -> None:
+        if request.cancelled.is_set():
+            request.put(_DONE)
+            return
+        if time.monotonic() > request.deadline:  # waited out its whole time in the queue
+            request.timed_out = True
+            request.put(_DONE)
+            return
+        try:
+            cache, logits = self._prefill(request.prompt)
+        except Exception as exc:
+            log.exception("prefill failed")
+            request.put(exc)
+            request.put(_DONE)
+            return
+        token = self._choose(logits, [request])[0]
+        self.stats.last_ttft_s = time.perf_counter() - request.submitted
+        if self._emit(request, token):
+            self._batch.add(request, cache, token)
 
     def _prefill(self, prompt: list[int]) -> tuple[Any, Any]:
         import torch

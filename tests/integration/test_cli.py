@@ -124,4 +124,4 @@ def test_serve_refuses_a_bad_actions_file_naming_the_line(tmp_path: Path) -> Non
     bad.write_text("version: 1\nserver:\n  url: http://127.0.0.1:5055\nintents:\n  - name: x\n")
     result = _run("serve", "--port", "0", env={"SWITCHBOARD_ACTIONS_FILE": str(bad)}, timeout=60)
     assert result.returncode == 2
-    assert f"{bad}:5: intents[0].examples: Field required" in result.stderr
+    assert f"{bad}:5: intents[0].examples: missing required key" in result.stderr
