@@ -119,7 +119,7 @@ async def test_cancelling_a_stream_frees_its_slot_for_the_next_request(
         with pytest.raises(Busy):
             await collect(llm, PROMPTS[1], 4)
         await running.aclose()  # the customer went away
-        for _ in range(100):  # the scheduler drops it at its next step
+        for _ in range(1000):  # the scheduler drops it at its next step (slow under load)
             if llm.stats.batch_size == 0:
                 break
             await asyncio.sleep(0.01)
