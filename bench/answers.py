@@ -1,6 +1,7 @@
 """Answers you can trust, measured on TechQA: quality, grounding, declining, turn time.
 
     .venv/bin/python bench/answers.py [--answerable 40] [--unanswerable 40] [--seed 0]
+                                      [--save FILE.jsonl] [--load FILE.jsonl]
 
 The TechQA help center (../shared/eval/techqa/kb) is indexed with MiniLM; questions go
 through the real pipeline in-process (input policy, hybrid retrieval with the bundled
@@ -17,6 +18,13 @@ as generated) and on (its `drop` action: unsupported sentences removed; an answe
 counts as declined). Then the grounding check's catch rate on answers with a planted number
 that the passages do not contain, and its false alarms on the same answers unplanted.
 Medians and p95 of turn time. Figures, not a pass/fail test.
+
+The pipeline runs with the "I don't know" gate off, so every question gets the model's
+answer, and the gate's confidence is recorded: the figures apply the gate afterwards at the
+bundled threshold (what the product does; a gated turn costs its retrieval time), then at
+every threshold, printing the trade-off between unanswerable questions declined and
+answerable ones wrongly declined. `--save` keeps the answers; `--load` prints a saved run's
+figures without the model.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ import tempfile
 import time
 from collections import Counter
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from bench.turn_latency import pct
@@ -77,56 +85,113 @@ class Result:
     answer: str
     kind: str
     seconds: float
+    confidence: float  # the gate's: the probability that the help center answers
+    gate_seconds: float  # retrieval alone: what a gated turn costs
     passages: list[str] = field(default_factory=list)
     checks: list[Any] = field(default_factory=list)
 
-    @property
-    def gated(self) -> bool:
-        return self.kind == "no_answer"
+    def gated(self, threshold: float) -> bool:
+        """Declined before the model: by the gate at `threshold`, or the pipeline's own
+        "I don't know" (kind `no_answer`)."""
+        return self.confidence < threshold or self.kind == "no_answer"
+
+    def turn_seconds(self, threshold: float) -> float:
+        return self.gate_seconds if self.confidence < threshold else self.seconds
 
 
 def declined(answer: str, gated: bool) -> bool:
     return gated or not answer.strip() or bool(DECLINED.search(answer))
 
 
-def figures(results: list[Result], grounded: bool) -> dict[str, float]:
+def figures(results: list[Result], grounded: bool, threshold: float) -> dict[str, float]:
     answerable = [r for r in results if r.answerable]
     unanswerable = [r for r in results if not r.answerable]
 
     def text(r: Result) -> str:
-        if not grounded or r.gated:
+        if not grounded or r.gated(threshold):
             return r.answer
         return " ".join(c.text for c in r.checks if c.supported)
 
     def supported(r: Result) -> bool:
-        if r.gated:
+        if r.gated(threshold):
             return True
         return all(c.supported for c in r.checks) if not grounded else True
 
-    spoke = [r for r in results if not declined(text(r), r.gated)]
+    def refused(r: Result) -> bool:
+        return declined(text(r), r.gated(threshold))
+
+    spoke = [r for r in results if not refused(r)]
     return {
         "f1": statistics.mean(f1(text(r), r.gold) for r in answerable) if answerable else 0.0,
         "supported": sum(supported(r) for r in spoke) / len(spoke) if spoke else 1.0,
         "unanswerable_declined": (
-            sum(declined(text(r), r.gated) for r in unanswerable) / len(unanswerable)
-            if unanswerable
-            else 0.0
+            sum(map(refused, unanswerable)) / len(unanswerable) if unanswerable else 0.0
         ),
         "answerable_declined": (
-            sum(declined(text(r), r.gated) for r in answerable) / len(answerable)
-            if answerable
-            else 0.0
+            sum(map(refused, answerable)) / len(answerable) if answerable else 0.0
         ),
     }
 
 
+def sweep(results: list[Result], grounded: bool) -> list[tuple[float, dict[str, float]]]:
+    """The figures at every gate threshold the confidences distinguish (and 0: no gate)."""
+    cuts = sorted({0.0, *(r.confidence for r in results), 1.01})
+    return [(cut, figures(results, grounded, cut)) for cut in cuts]
+
+
+def trade_off(results: list[Result], threshold: float) -> None:
+    """The gate's trade-off: for each share of unanswerable questions declined, the fewest
+    answerable ones declined at any threshold; and whether the targets meet anywhere."""
+    print("\n  the gate's threshold swept (the same answers; best threshold per row):")
+    print(f"  {'unanswerable declined':<24} {'answerable wrongly declined':>28} {'threshold':>10}")
+    for grounded in (False, True):
+        curve = sweep(results, grounded)
+        print(f"  grounding {'on' if grounded else 'off'}:")
+        for want in (0.7, 0.8, 0.9, 0.95):
+            ok = [(f["answerable_declined"], cut, f) for cut, f in curve
+                  if f["unanswerable_declined"] >= want]  # fmt: skip
+            if ok:
+                cost, cut, f = min(ok, key=lambda row: row[:2])
+                print(f"    >= {want:.0%} ({f['unanswerable_declined']:.1%}){'':<10} "
+                      f"{cost:>20.1%} {cut:>17.3f}")  # fmt: skip
+        met = [
+            cut
+            for cut, f in curve
+            if f["unanswerable_declined"] >= 0.9 and f["answerable_declined"] <= 0.1
+        ]
+        print(
+            f"    target (>= 90% declined, <= 10% wrongly): "
+            f"{'met at ' + format(min(met), '.3f') if met else 'met at no threshold'}"
+        )
+    print(f"  (the bundled threshold is {threshold:.3f})")
+
+
+def save(results: list[Result], path: Path) -> None:
+    rows = [{**asdict(r), "checks": [asdict(c) for c in r.checks]} for r in results]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+
+
+def load(path: Path) -> list[Result]:
+    from policies.grounding import SentenceCheck
+
+    results = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        checks = [SentenceCheck(**{**c, "missing": tuple(c["missing"])}) for c in row["checks"]]
+        results.append(Result(**{**row, "checks": checks}))
+    return results
+
+
 async def run(args: argparse.Namespace) -> None:
+    if args.load:
+        print_figures(load(args.load), args)
+        return
     from bot.components import build_components
     from bot.settings import Settings
     from bot.types import InboundMessage, Message
     from knowledge.embeddings import MiniLMEmbedder
     from knowledge.ingest import ingest
-    from policies.grounding import GroundingChecker, plant_number
+    from policies.grounding import GroundingChecker
 
     rows = [json.loads(line) for line in (TECHQA / "questions.jsonl").open()]
     rng = random.Random(args.seed)
@@ -153,8 +218,10 @@ async def run(args: argparse.Namespace) -> None:
             policy_file=Path(tmp) / "policy.yaml",
             data_dir=Path(tmp),
             company_name="the software company",
-            knowledge={"index_dir": Path(tmp) / "index"},
             llm={"max_new_tokens": args.new_tokens},
+            # The gate is off so every question gets the model's answer; the figures apply
+            # it afterwards at the bundled threshold and at every other (`sweep`).
+            knowledge={"index_dir": Path(tmp) / "index", "abstain": False},
             sessions={"rewrite_followups": "off", "summarize": False},
         )
         parts = build_components(settings)
@@ -173,29 +240,48 @@ async def run(args: argparse.Namespace) -> None:
                             final = event
                 seconds = time.perf_counter() - started
                 assert final is not None
-                found, _ = await parts.retriever.search_with_confidence(
+                started = time.perf_counter()
+                found, confidence = await parts.retriever.search_with_confidence(
                     row["question"][:1500], settings.knowledge.top_k
                 )
+                gate_seconds = time.perf_counter() - started
                 passages = [p.text for p in found]
                 result = Result(
                     row["question"], row["answerable"], row.get("gold_answer") or "",
-                    final.text, final.kind, seconds, passages,
+                    final.text, final.kind, seconds, float(confidence or 0.0), gate_seconds,
+                    passages,
                 )  # fmt: skip
-                if not result.gated:
+                if final.kind != "no_answer":
                     result.checks = checker.check_answer(final.text, passages)
                 results.append(result)
                 print(
                     f"  [{n}/{len(sample)}] {'A' if row['answerable'] else 'U'} "
-                    f"{final.kind or 'answered':<9} {seconds:5.1f}s  "
+                    f"p={result.confidence:.2f} {final.kind or 'answered':<9} {seconds:5.1f}s  "
                     f"{' '.join(final.text.split())[:90]!r}",
                     flush=True,
                 )
         finally:
+            args.threshold = parts.retriever.threshold or 0.0
             await parts.close()
+    if args.save:
+        save(results, args.save)
+    print_figures(results, args)
 
-    off, on = figures(results, grounded=False), figures(results, grounded=True)
-    times = [r.seconds for r in results]
-    print(f"\n{len(results)} questions: {args.answerable} answerable, {args.unanswerable} not")
+
+def print_figures(results: list[Result], args: argparse.Namespace) -> None:
+    from knowledge.abstain import AbstentionModel
+    from knowledge.embeddings import MiniLMEmbedder
+    from policies.grounding import GroundingChecker, plant_number
+
+    threshold = getattr(args, "threshold", None) or AbstentionModel.load().threshold
+    off = figures(results, grounded=False, threshold=threshold)
+    on = figures(results, grounded=True, threshold=threshold)
+    times = [r.turn_seconds(threshold) for r in results]
+    answerable = sum(r.answerable for r in results)
+    print(
+        f"\n{len(results)} questions: {answerable} answerable, {len(results) - answerable} not; "
+        f"the gate at its bundled threshold {threshold:.3f}"
+    )
     print(f"  {'':<44} {'grounding off':>14} {'grounding on':>14}")
     for key, label in (
         ("f1", "token F1 vs the gold answer (answerable)"),
@@ -207,9 +293,13 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"  turn time: median {statistics.median(times):.1f} s, p95 {pct(times, 0.95):.1f} s "
         f"(gate answers: median "
-        f"{statistics.median([r.seconds for r in results if r.gated] or [0]):.2f} s)"
+        f"{statistics.median([r.gate_seconds for r in results if r.gated(threshold)] or [0]):.2f}"
+        " s)"
     )
-    spoken = [r for r in results if not r.gated and r.answer.strip()]
+    trade_off(results, threshold)
+    checker = GroundingChecker(MiniLMEmbedder())
+    checker.warm_up()
+    spoken = [r for r in results if not r.gated(threshold) and r.answer.strip()]
     caught = alarms = 0
     planting = random.Random(args.seed)
     for r in spoken:
@@ -230,6 +320,8 @@ def main() -> None:
     parser.add_argument("--unanswerable", type=int, default=40)
     parser.add_argument("--new-tokens", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", type=Path, help="write every answer to this JSONL file")
+    parser.add_argument("--load", type=Path, help="print the figures of a --save file")
     asyncio.run(run(parser.parse_args()))
 
 
