@@ -158,6 +158,9 @@ class PresidioRedactor:
         self._replace = Replacer(policy)
         self._analyzer: Any = None
         self._anonymizer: Any = None
+        self._first_names = (
+            policy.first_names and policy.language == "en" and "PERSON" in policy.entities
+        )
 
     def warm_up(self) -> None:
         """Import presidio and load the spaCy model (seconds). Refuses a bad policy with
@@ -184,6 +187,10 @@ class PresidioRedactor:
         if not any(isinstance(f, _UnmappedLabels) for f in analyzer_log.filters):
             analyzer_log.addFilter(_UnmappedLabels())
         self._check_model_installed()
+        if self._first_names:
+            from policies import names
+
+            names.warm_up()
         from presidio_analyzer import AnalyzerEngine
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
         from presidio_analyzer.nlp_engine import NlpEngineProvider
@@ -266,7 +273,8 @@ class PresidioRedactor:
                 score_threshold=self._policy.score_threshold,
                 nlp_artifacts=artifacts,
             )
-            results += [_shifted(result, start) for result in _names(piece, found)]
+            found = _names(piece, found, self._first_names)
+            results += [_shifted(result, start) for result in found]
         return results
 
     def _resolve(self, text: str, results: list[Any]) -> list[Any]:
@@ -369,15 +377,18 @@ _STREET_WORD = re.compile(
     r"apt|suite|box|pass|drive|dr|allee|straat|strasse|vej|utca|ul)\.?$"
 )
 _CAPITALIZED = re.compile(r"[^\W\d_][\w'-]{2,}")
+# A name from the first-name list: above the default threshold (0.4), below spaCy's 0.85.
+FIRST_NAME_SCORE = 0.5
 
 
-def _names(piece: str, results: list[Any]) -> list[Any]:
+def _names(piece: str, results: list[Any], first_names: bool = False) -> list[Any]:
     """Person results made more useful, within one piece (so streaming stays exact):
 
     - cut at a line break, and dropped when they hold a digit, "/" or "@", or end in a
       street word: no name does ("Slovenia 78582", "3848 Box", a URL);
     - every other whole-word occurrence in the piece of a found name's words (3 letters or
       more, capitalized) is a person too: "Anes ... assistant to Anes Ivarsson".
+    - with `first_names`, names that `policies.names` finds and nothing else covers.
     Together with the default `person_after_cue` recognizer, on 2,000 generated sentences
     (bench/policy_pii.py): PERSON recall 0.626 -> 0.634-0.640, precision 0.696 -> 0.74.
     """
@@ -397,6 +408,12 @@ def _names(piece: str, results: list[Any]) -> list[Any]:
         ):
             continue
         kept.append(result)
+    if first_names:
+        from policies.names import find_names
+
+        for start, end in find_names(piece):
+            if not any(r.start < end and start < r.end for r in kept):
+                kept.append(RecognizerResult("PERSON", start, end, FIRST_NAME_SCORE))
     people = [r for r in kept if r.entity_type == "PERSON"]
     for person in people:
         words = _CAPITALIZED.findall(piece[person.start : person.end])

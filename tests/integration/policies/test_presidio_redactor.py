@@ -71,6 +71,19 @@ UNCHANGED = [
     "The total was $1,234.56 on 12/05/2024.",
     "My card 4111 1111 1111 1112 was declined.",  # fails the card checksum
     "Use promo code SAVE20 at checkout.",
+    # First names that are everyday words or brands, alone (policies/names.py).
+    "Will you refund my Visa card? May I pay with Apple Pay instead?",
+    "We run Red Hat Linux on the server.",
+]
+
+# Names en_core_web_sm misses and the first-name list finds (pii.first_names).
+FIRST_NAMES = [
+    ("Tuomo lives on Metsanurga street.", "<PERSON> lives on Metsanurga street."),
+    ("Lukas, can I please speak to your boss?", "<PERSON>, can I please speak to your boss?"),
+    (
+        "we need to add Jasna D. Perković as guardian",
+        "we need to add <PERSON> as guardian",
+    ),
 ]
 
 
@@ -90,6 +103,17 @@ def test_redacts_entity_when_customer_mentions_it(
 def test_leaves_text_unchanged_when_it_has_no_pii(presidio: PresidioRedactor, text: str) -> None:
     redaction = presidio.redact(text)
     assert (redaction.text, redaction.entities) == (text, ())
+
+
+@pytest.mark.parametrize(("text", "redacted"), FIRST_NAMES)
+def test_first_name_list_finds_names_the_model_misses(
+    presidio: PresidioRedactor, text: str, redacted: str
+) -> None:
+    assert presidio.redact(text).text == redacted
+    policy = load_policy(default_policy_path()).pii.model_copy(update={"first_names": False})
+    without = PresidioRedactor(policy)
+    without.warm_up()
+    assert without.redact(text).text != redacted  # the model alone misses it
 
 
 def test_redacts_every_entity_when_one_message_has_many(presidio: PresidioRedactor) -> None:
