@@ -252,7 +252,18 @@ def _followed_by(text: str, end: int, pattern: re.Pattern[str]) -> bool:
 
 
 def _next_to_number(text: str, words: list[re.Match[str]], first: int, last: int) -> bool:
-    """A number right before or after: an address or a date ("32752 José matía", "Jan 12")."""
-    before = text[max(0, words[first].start() - 12) : words[first].start()]
-    after = text[words[last].end() : words[last].end() + 12]
-    return bool(re.search(r"\d[\s,.]*$", before) or re.match(r"[\s,]*\d", after))
+    return next_to_number(text, words[first].start(), words[last].end())
+
+
+# A house number before a street ("6853 Eriksbo Västergärde"), or a house number or a day
+# after it ("Laukaantie 26", "Jan 12"); not a phone number after a name ("John 555 0182").
+_NUMBER_BEFORE = re.compile(r"(?<![\d.:/-])\d{1,6}[ \t,.]*$")
+_NUMBER_AFTER = re.compile(r"[ \t]*\d{1,5}[a-zA-Z]?(?![\d.:/-]|[ \t-]?\d)")
+
+
+def next_to_number(text: str, start: int, end: int) -> bool:
+    """Whether the words at `start:end` sit next to a house number or a day: an address or
+    a date, not a person ("32752 José matía 66", "Rúa Olmos 55", "Jan 12")."""
+    return bool(
+        _NUMBER_BEFORE.search(text[max(0, start - 12) : start]) or _NUMBER_AFTER.match(text, end)
+    )

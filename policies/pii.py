@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.errors import ConfigError
+from policies.names import next_to_number
 from policies.pii_rules import HASH_SALT_ENV, PiiPolicy, RecognizerSpec
 
 log = logging.getLogger(__name__)
@@ -404,7 +405,9 @@ def _names(piece: str, results: list[Any], first_names: bool = False) -> list[An
         if not span:
             continue
         if result.entity_type == "PERSON" and (
-            re.search(r"[\d/@]", span) or _STREET_WORD.search(span)
+            re.search(r"[\d/@]", span)
+            or _STREET_WORD.search(span)
+            or next_to_number(piece, result.start, result.end)
         ):
             continue
         kept.append(result)

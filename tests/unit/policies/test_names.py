@@ -9,7 +9,7 @@ import pytest
 
 from bot.errors import ConfigError
 from policies import names
-from policies.names import find_names, first_names
+from policies.names import find_names, first_names, next_to_number
 
 
 def found(text: str) -> list[str]:
@@ -85,3 +85,21 @@ def test_a_missing_package_is_a_clear_config_error(monkeypatch: pytest.MonkeyPat
 )
 def test_possessives_and_places(text: str, expected: list[str]) -> None:
     assert found(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "words", "address"),
+    [
+        ("6853 Eriksbo Västergärde 98 Suite 606", "Eriksbo Västergärde", True),
+        ("I'll meet you at 93068 Laukaantie 26", "Laukaantie", True),
+        ("The parcel is due Jan 12", "Jan", True),
+        ("Call John 555 0182 after five", "John", False),  # a phone number, not a house
+        ("Thanks Maria, 2 items are missing", "Maria", False),
+        ("Order 123 for Maria Garcia", "Maria Garcia", False),  # "for" between them
+    ],
+)
+def test_a_house_number_or_a_day_next_to_words_makes_them_an_address(
+    text: str, words: str, address: bool
+) -> None:
+    start = text.index(words)
+    assert next_to_number(text, start, start + len(words)) is address
