@@ -52,6 +52,10 @@ AMBIGUOUS = _words(
     "virgin visa",
     "angel baby beauty bliss charity destiny divine duke eve honey iris ivy lily love lucky",
     "marvel misty noble patience precious princess queen sage serenity unity",
+    # Words newer than Webster's 2nd (1934), and places more often meant than people.
+    "okay ok uh um kinda yeah yep nope wow lol thx pls ufo vibe app email online login",
+    "asia africa europe america china india israel cuba peru kenya syria italia france",
+    "paris london brooklyn dallas denver houston phoenix georgia carolina nike nissan",
 )
 # Words after a capitalized word that make it a street, a place or a company, not a person.
 _NOT_A_SURNAME = re.compile(

@@ -103,3 +103,10 @@ def test_a_house_number_or_a_day_next_to_words_makes_them_an_address(
 ) -> None:
     start = text.index(words)
     assert next_to_number(text, start, start + len(words)) is address
+
+
+@pytest.mark.parametrize(
+    "text", ["Okay, I won't do that.", "Uh, my parcel never came", "I live in London now"]
+)
+def test_words_newer_than_websters_and_places_are_not_names(text: str) -> None:
+    assert found(text) == []
