@@ -19,13 +19,14 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from bot.errors import ConfigError
 
 Role = Literal["system", "user", "assistant"]
 IGNORE = -100  # the label of a token the loss leaves out (torch's cross_entropy default)
 _MAX_ERRORS = 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,33 +85,42 @@ def parse_example(data: object) -> Example:
     return Example(tuple(parsed))
 
 
-def read_examples(path: Path) -> list[Example]:
-    """Every example in the JSONL file at `path`; a `ConfigError` names each bad line."""
+def read_jsonl(path: Path, what: str, parse: Callable[[Any], T], noun: str) -> list[tuple[int, T]]:
+    """(line number, `parse(object)`) for each non-blank line of the JSONL file at `path`.
+
+    `parse` raises `ValueError` with the reason a line is wrong; every bad line is collected
+    and one `ConfigError` names them all as `FILE:LINE: reason` (the first 20). `what` is the
+    file's role ("the training data"), `noun` what an empty one lacks ("examples").
+    """
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
-        raise ConfigError(f"cannot read the training data {path}: {exc.strerror or exc}") from exc
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
-    examples, errors = [], []
+    rows, errors = [], []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            example = parse_example(json.loads(line))
+            rows.append((number, parse(json.loads(line))))
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{number}: not JSON: {exc.msg} (column {exc.colno})")
         except ValueError as exc:
             errors.append(f"{path}:{number}: {exc}")
-        else:
-            examples.append(replace(example, line=number))
     if errors:
         more = len(errors) - _MAX_ERRORS
         shown = errors[:_MAX_ERRORS] + ([f"... and {more} more"] if more > 0 else [])
-        raise ConfigError("the training data has errors:\n" + "\n".join(shown))
-    if not examples:
-        raise ConfigError(f"{path} holds no examples (one JSON object per line)")
-    return examples
+        raise ConfigError(f"{what} has errors:\n" + "\n".join(shown))
+    if not rows:
+        raise ConfigError(f"{path} holds no {noun} (one JSON object per line)")
+    return rows
+
+
+def read_examples(path: Path) -> list[Example]:
+    """Every example in the JSONL file at `path`; a `ConfigError` names each bad line."""
+    rows = read_jsonl(path, "the training data", parse_example, "examples")
+    return [replace(example, line=number) for number, example in rows]
 
 
 @dataclass

@@ -40,6 +40,7 @@ from bot.llm.finetune.data import (
     RedactionSummary,
     Tokenized,
     read_examples,
+    read_jsonl,
     redact_examples,
     schedule,
     split,
@@ -138,39 +139,24 @@ class Check:
 
 def read_checks(path: Path) -> list[Check]:
     """`--check FILE`: JSONL of {"question", "expected": "fact" | ["fact", "or this"]}."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the check file {path}: {exc.strerror or exc}") from exc
-    checks, errors = [], []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{path}:{number}: not JSON: {exc.msg}")
-            continue
-        question = data.get("question") if isinstance(data, dict) else None
-        expected = data.get("expected") if isinstance(data, dict) else None
-        if isinstance(expected, str):
-            expected = [expected]
-        if not isinstance(question, str) or not question.strip():
-            errors.append(f'{path}:{number}: "question" must be a non-empty string')
-        elif not (
-            isinstance(expected, list)
-            and expected
-            and all(isinstance(e, str) and e.strip() for e in expected)
-        ):
-            errors.append(f'{path}:{number}: "expected" must be a string or a list of strings')
-        else:
-            system = data.get("system")
-            checks.append(Check(question, expected, system if isinstance(system, str) else None))
-    if errors:
-        raise ConfigError("the check file has errors:\n" + "\n".join(errors[:20]))
-    if not checks:
-        raise ConfigError(f"{path} holds no checks")
-    return checks
+    return [check for _, check in read_jsonl(path, "the check file", _check, "checks")]
+
+
+def _check(data: Any) -> Check:
+    question = data.get("question") if isinstance(data, dict) else None
+    expected = data.get("expected") if isinstance(data, dict) else None
+    if isinstance(expected, str):
+        expected = [expected]
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError('"question" must be a non-empty string')
+    if not (
+        isinstance(expected, list)
+        and expected
+        and all(isinstance(e, str) and e.strip() for e in expected)
+    ):
+        raise ValueError('"expected" must be a string or a list of strings')
+    system = data.get("system")
+    return Check(question, expected, system if isinstance(system, str) else None)
 
 
 def _normal(text: str) -> str:
