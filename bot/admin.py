@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import re
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from pydantic import BaseModel
 
 from bot.components import Components
 from bot.errors import BadRequest, SwitchboardError
+from bot.files import write_atomically
 from knowledge.loaders import SUPPORTED_SUFFIXES, UnreadableDocument, load_file
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -161,7 +161,7 @@ async def put_document(name: str, request: Request, components: AdminDep) -> Cha
     await asyncio.to_thread(_check_readable, name, body)
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = path.read_bytes() if path.exists() else None
-    _write_atomically(path, body)
+    write_atomically(path, body)
     try:
         index = await _reindex(components)
     except SwitchboardError:
@@ -169,7 +169,7 @@ async def put_document(name: str, request: Request, components: AdminDep) -> Cha
         if previous is None:
             path.unlink(missing_ok=True)
         else:
-            _write_atomically(path, previous)
+            write_atomically(path, previous)
         raise
     return ChangeOut(document=_describe(path), index=index)
 
@@ -185,7 +185,7 @@ async def delete_document(name: str, components: AdminDep) -> ChangeOut:
     try:
         index = await _reindex(components)
     except SwitchboardError:
-        _write_atomically(path, previous)
+        write_atomically(path, previous)
         raise
     return ChangeOut(document=None, index=index)
 
@@ -199,17 +199,6 @@ def _check_readable(name: str, body: bytes) -> None:
             load_file(staged, folder)
         except UnreadableDocument as exc:
             raise UnreadableUpload(f"{name}: cannot be read ({exc})") from exc
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    fd, staging = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
 
 
 @router.get("/feedback")

@@ -380,8 +380,8 @@ def eval_suite(
         render_turn,
         result_json,
         run_with_settings,
-        write_atomically,
     )
+    from bot.files import write_atomically
 
     try:
         suite = load_suite(suite_file)  # before any model loads: a typo costs no minute

@@ -19,8 +19,8 @@ from bot.evals import (
     parse_suite,
     render_report,
     run_suite,
-    write_atomically,
 )
+from bot.files import write_atomically
 from bot.manager import ConversationManager
 from bot.sessions import InMemorySessionStore
 from bot.settings import Settings
