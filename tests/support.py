@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from bot.settings import LLMSettings, Settings
 from bot.types import Passage
 from knowledge.embeddings import Embedder, HashingEmbedder, Vectors
 
@@ -67,6 +68,22 @@ class LiveServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+
+def demo_settings(
+    model: Path, index: Path, redis_url: str, data_dir: Path, prefix: str, **overrides: Any
+) -> Settings:
+    """The app's settings for a live test server: the tiny model, the demo help center with
+    its abstention model, Redis under its own `prefix`; `max_new_tokens` 24 unless given."""
+    llm = LLMSettings(model=str(model), max_new_tokens=overrides.pop("max_new_tokens", 24))
+    return Settings(
+        redis_url=redis_url,
+        key_prefix=prefix,
+        data_dir=data_dir,
+        llm=llm,
+        knowledge={"index_dir": index, "abstention_model": DEMO_ABSTENTION},
+        **overrides,
+    )
 
 
 @contextmanager

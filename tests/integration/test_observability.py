@@ -24,10 +24,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.sync.client import connect
 
 from bot.app import create_app
-from bot.settings import LLMSettings, Settings
 from tests.openai_server import serve_openai
 from tests.processes import ScriptedAnswers, ServerProcess, free_port
-from tests.support import DEMO_ABSTENTION, LiveServer, live_server, ws_turn
+from tests.support import LiveServer, demo_settings, live_server, ws_turn
 
 pytestmark = pytest.mark.integration
 
@@ -56,12 +55,9 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 def server(
     tiny_model_dir: Path, demo_index: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    settings = Settings(
-        redis_url=redis_url,
-        key_prefix="sbobs:",
-        data_dir=tmp_path_factory.mktemp("data"),
-        llm=LLMSettings(model=str(tiny_model_dir), max_new_tokens=12),
-        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
+    data = tmp_path_factory.mktemp("data")
+    settings = demo_settings(
+        tiny_model_dir, demo_index, redis_url, data, "sbobs:", max_new_tokens=12
     )
     with live_server(create_app(settings)) as live:
         yield live

@@ -17,9 +17,8 @@ import redis
 from websockets.sync.client import ClientConnection, connect
 
 from bot.app import create_app
-from bot.settings import LLMSettings, Settings
 from policies.schema import default_policy_path, load_policy
-from tests.support import DEMO_ABSTENTION, LiveServer, live_server, ws_turn
+from tests.support import LiveServer, demo_settings, live_server, ws_turn
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +27,9 @@ pytestmark = pytest.mark.integration
 def server(
     tiny_model_dir: Path, demo_index: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    settings = Settings(
-        redis_url=redis_url,
-        key_prefix="sbtest:",
-        data_dir=tmp_path_factory.mktemp("data"),
-        llm=LLMSettings(model=str(tiny_model_dir), max_new_tokens=24),
-        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
-        max_message_chars=500,
+    data = tmp_path_factory.mktemp("data")
+    settings = demo_settings(
+        tiny_model_dir, demo_index, redis_url, data, "sbtest:", max_message_chars=500
     )
     with live_server(create_app(settings)) as live:
         yield live

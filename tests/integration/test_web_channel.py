@@ -20,8 +20,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from bot.app import create_app
-from bot.settings import LLMSettings, Settings
-from tests.support import DEMO_ABSTENTION, LiveServer, live_server, ws_turn
+from tests.support import LiveServer, demo_settings, live_server, ws_turn
 
 pytestmark = pytest.mark.integration
 
@@ -32,12 +31,12 @@ PARTNER = "https://partner.example.com"
 def server(
     tiny_model_dir: Path, demo_index: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    settings = Settings(
-        redis_url=redis_url,
-        key_prefix="sbweb:",
-        data_dir=tmp_path_factory.mktemp("data"),
-        llm=LLMSettings(model=str(tiny_model_dir), max_new_tokens=24),
-        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
+    settings = demo_settings(
+        tiny_model_dir,
+        demo_index,
+        redis_url,
+        tmp_path_factory.mktemp("data"),
+        "sbweb:",
         web={"sites": {"demo": {}, "partner": {"origins": [PARTNER]}}, "burst": 4},
         admin_api_key="admin-key",
     )
