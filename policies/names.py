@@ -58,9 +58,15 @@ AMBIGUOUS = _words(
     "paris london brooklyn dallas denver houston phoenix georgia carolina nike nissan",
 )
 # Words after a capitalized word that make it a street, a place or a company, not a person.
+_STREET = (
+    "st|street|rd|road|ave|avenue|blvd|boulevard|lane|ln|way|sq|square|squares|"
+    "apt|suite|box|pass|drive|dr|allee|straat|strasse|vej|utca|ul"
+)
+# The last word of a street, not of a name: spaCy's small model tags "Dorp St" and "James
+# Boulevard" as people.
+STREET_WORD = re.compile(rf"(?i)\b(?:{_STREET})\.?$")
 _NOT_A_SURNAME = re.compile(
-    r"(?i)(?:st|street|rd|road|ave|avenue|blvd|boulevard|lane|ln|way|sq|square|squares|"
-    r"apt|suite|box|pass|drive|dr|allee|straat|strasse|vej|utca|ul|manor|manors|locks|"
+    rf"(?i)(?:{_STREET}|manor|manors|locks|"
     r"park|place|plaza|court|ct|bridge|hall|center|centre|city|county|"
     r"inc|ltd|llc|plc|corp|corporation|company|group|holdings|ag|sa|nv|bv|gmbh|ab|as|"
     r"oy|spa|srl|bank|university|school|college|hospital|airport|station|hotel)\.?"

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.errors import ConfigError
-from policies.names import next_to_number
+from policies.names import STREET_WORD, next_to_number
 from policies.pii_rules import HASH_SALT_ENV, PiiPolicy, RecognizerSpec
 
 log = logging.getLogger(__name__)
@@ -371,12 +371,6 @@ def _plausible_phone(piece: str, result: Any) -> bool:
     )
 
 
-# The last word of a street, not a person: spaCy's small model tags "Dorp St" and "James
-# Boulevard" as people.
-_STREET_WORD = re.compile(
-    r"(?i)\b(?:st|street|rd|road|ave|avenue|blvd|boulevard|lane|ln|way|sq|square|squares|"
-    r"apt|suite|box|pass|drive|dr|allee|straat|strasse|vej|utca|ul)\.?$"
-)
 _CAPITALIZED = re.compile(r"[^\W\d_][\w'-]{2,}")
 # A name from the first-name list: above the default threshold (0.4), below spaCy's 0.85.
 FIRST_NAME_SCORE = 0.5
@@ -406,7 +400,7 @@ def _names(piece: str, results: list[Any], first_names: bool = False) -> list[An
             continue
         if result.entity_type == "PERSON" and (
             re.search(r"[\d/@]", span)
-            or _STREET_WORD.search(span)
+            or STREET_WORD.search(span)
             or next_to_number(piece, result.start, result.end)
         ):
             continue
