@@ -210,11 +210,10 @@ class MiniLMEmbedder:
             list(texts),
             batch_size=self._batch_size,
             convert_to_numpy=True,
-            normalize_embeddings=True,
             show_progress_bar=False,
         )
         vectors = np.asarray(vectors, dtype=np.float32)
-        # Normalized again in float32: in bfloat16 the model's own normalization is ~1e-3 off.
+        # Normalized here, in float32: in bfloat16 the model's own would be ~1e-3 off.
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         return np.asarray(vectors / np.maximum(norms, 1e-12), dtype=np.float32)
 

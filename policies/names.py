@@ -46,7 +46,7 @@ AMBIGUOUS = _words(
     "monday tuesday wednesday thursday friday saturday sunday",
     "amber black blue brown crystal gold golden gray green grey jade olive pearl red ruby",
     "scarlet silver violet white",
-    "autumn bay brook clay cliff dale dell field ford forest glen heath hill lake river rock",
+    "autumn bay brook clay cliff dale field ford forest glen heath hill lake river rock",
     "sky spring star stone storm summer winter wood",
     "alexa amazon apple cortana dell discover express mercedes prime siri target tesla",
     "virgin visa",
@@ -159,7 +159,7 @@ def find_names(text: str) -> Iterator[tuple[int, int]]:
         last = _surname_end(text, words, i, strict=ambiguous)
         if (
             (last == i and ambiguous)
-            or _next_to_number(text, words, i, last)
+            or next_to_number(text, words[i].start(), words[last].end())
             or (last == i and _followed_by(text, words[i].end(), _NOT_A_SURNAME))
             or (
                 last == i
@@ -259,10 +259,6 @@ def _followed_by(text: str, end: int, pattern: re.Pattern[str]) -> bool:
         and following.group(1)[0].isupper()
         and pattern.fullmatch(following.group(1)) is not None
     )
-
-
-def _next_to_number(text: str, words: list[re.Match[str]], first: int, last: int) -> bool:
-    return next_to_number(text, words[first].start(), words[last].end())
 
 
 # A house number before a street ("6853 Eriksbo Västergärde"), or a house number or a day

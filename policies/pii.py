@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.errors import ConfigError
-from policies.names import STREET_WORD, next_to_number
+from policies.names import STREET_WORD, find_names, next_to_number
 from policies.pii_rules import HASH_SALT_ENV, PiiPolicy, RecognizerSpec
 
 log = logging.getLogger(__name__)
@@ -406,8 +406,6 @@ def _names(piece: str, results: list[Any], first_names: bool = False) -> list[An
             continue
         kept.append(result)
     if first_names:
-        from policies.names import find_names
-
         for start, end in find_names(piece):
             if not any(r.start < end and start < r.end for r in kept):
                 kept.append(RecognizerResult("PERSON", start, end, FIRST_NAME_SCORE))

@@ -76,16 +76,21 @@ def policy_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def embedder() -> MiniLMEmbedder:
+    return MiniLMEmbedder()
+
+
+@pytest.fixture(scope="module")
 def server(
     tmp_path_factory: pytest.TempPathFactory,
     redis_url: str,
     model: ScriptedModel,
     policy_file: Path,
+    embedder: MiniLMEmbedder,
 ) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("kb")
     shutil.copytree(DEMO_KB, root / "kb")
     (root / "kb" / "gift-wrapping.md").write_text(PLANTED)
-    embedder = MiniLMEmbedder()
     ingest(root / "kb", root / "index", embedder, progress=False)
     settings = Settings(
         redis_url=redis_url,
@@ -167,6 +172,26 @@ def test_jailbreak_gets_the_policy_reply_and_asking_for_a_person_flags_handoff(
         f"{server.http}/api/messages", json={"text": "Can I talk to a human please?"}, timeout=60
     )
     assert asked.json()["handoff"] == "asked for a person"
+
+
+def test_a_turn_embeds_the_question_once_for_topics_and_retrieval(
+    server: LiveServer, embedder: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The topics stage embeds the (redacted) question; the retriever asks for the same text
+    # and gets it from the embedder's cache. Off-topic, so the gate answers: no model turn.
+    question = "What will the weather be like on Mars next spring?"
+    encoded: list[str] = []
+    real = embedder._encode
+
+    def counting(texts: Any) -> Any:
+        encoded.extend(texts)
+        return real(texts)
+
+    monkeypatch.setattr(embedder, "_encode", counting)
+    with connect(server.ws) as ws:
+        _, final, _ = ws_turn(ws, question, timeout=120)
+    assert final["type"] == "message", final
+    assert encoded.count(question) == 1, encoded
 
 
 def test_policy_change_applies_without_restart_and_a_bad_one_is_refused(
