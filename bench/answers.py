@@ -48,9 +48,12 @@ import time
 from collections import Counter
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.turn_latency import pct
+
+if TYPE_CHECKING:
+    from policies.grounding import GroundingChecker
 
 TECHQA = ROOT.parent / "shared" / "eval" / "techqa"
 DECLINED = re.compile(
@@ -184,7 +187,9 @@ def load(path: Path) -> list[Result]:
 
 async def run(args: argparse.Namespace) -> None:
     if args.load:
-        print_figures(load(args.load), args)
+        from knowledge.abstain import AbstentionModel
+
+        print_figures(load(args.load), AbstentionModel.load().threshold, args.seed)
         return
     from bot.components import build_components
     from bot.settings import Settings
@@ -261,19 +266,21 @@ async def run(args: argparse.Namespace) -> None:
                     flush=True,
                 )
         finally:
-            args.threshold = parts.retriever.threshold or 0.0
+            threshold = parts.retriever.threshold or 0.0
             await parts.close()
     if args.save:
         save(results, args.save)
-    print_figures(results, args)
+    print_figures(results, threshold, args.seed, checker)
 
 
-def print_figures(results: list[Result], args: argparse.Namespace) -> None:
-    from knowledge.abstain import AbstentionModel
+def print_figures(
+    results: list[Result], threshold: float, seed: int, checker: GroundingChecker | None = None
+) -> None:
+    """The figures at the gate's `threshold`, the trade-off at every threshold, and the
+    grounding check's catch rate on planted numbers (with `checker`, or a new one)."""
     from knowledge.embeddings import MiniLMEmbedder
     from policies.grounding import GroundingChecker, plant_number
 
-    threshold = getattr(args, "threshold", None) or AbstentionModel.load().threshold
     off = figures(results, grounded=False, threshold=threshold)
     on = figures(results, grounded=True, threshold=threshold)
     times = [r.turn_seconds(threshold) for r in results]
@@ -297,11 +304,12 @@ def print_figures(results: list[Result], args: argparse.Namespace) -> None:
         " s)"
     )
     trade_off(results, threshold)
-    checker = GroundingChecker(MiniLMEmbedder())
-    checker.warm_up()
+    if checker is None:
+        checker = GroundingChecker(MiniLMEmbedder())
+        checker.warm_up()
     spoken = [r for r in results if not r.gated(threshold) and r.answer.strip()]
     caught = alarms = 0
-    planting = random.Random(args.seed)
+    planting = random.Random(seed)
     for r in spoken:
         planted = plant_number(r.answer, r.passages, planting)
         caught += not all(c.supported for c in checker.check_answer(planted, r.passages))
