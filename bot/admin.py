@@ -159,7 +159,6 @@ async def put_document(name: str, request: Request, components: AdminDep) -> Cha
     if not body.strip():
         raise BadRequest("the document is empty")
     await asyncio.to_thread(_check_readable, name, body)
-    path.parent.mkdir(parents=True, exist_ok=True)
     previous = path.read_bytes() if path.exists() else None
     write_atomically(path, body)
     try:
