@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import importlib.util
 import os
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +30,98 @@ Dtype = Literal["auto", "float32", "bfloat16"]
 # Single texts embedded lately, kept for the next ask: the input policy's topics stage and the
 # retriever embed the same question within one turn.
 RECENT = 64
+T = TypeVar("T")
+
+
+class _TorchThread:
+    """The one thread on which every MiniLM model of the process loads and computes.
+
+    PyTorch's OpenMP thread pool belongs to the thread that starts it. Embedded from several
+    threads (the policy worker, the retriever's and the grounding check's `to_thread` calls),
+    each starts a pool of its own; with more pool threads than cores, libgomp stops letting
+    idle pool threads spin and wakes them with a system call for every operation. On 2 cores a
+    300-character message then took 18-21 ms: slower than one core. That also happens as soon
+    as the language model has run on its scheduler thread in the same process.
+
+    So every embedding runs here, and a single text (a question, a message: the latency that
+    counts) runs on this one thread only, without a pool: 12 ms for 300 characters, whatever
+    else the process runs, and a core left for the policy worker meanwhile. Batches (indexing
+    a knowledge base) use the process's thread count: twice as fast where nothing else runs.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._ident: int | None = None
+        self._threads = 0  # what this thread's OpenMP was last told
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="embeddings", initializer=self._mark
+                )
+            return self._pool
+
+    def _mark(self) -> None:
+        self._ident = threading.get_ident()
+
+    def submit(self, function: Callable[..., T], *args: object, threads: int = 0) -> Future[T]:
+        """`function(*args)` on the thread; `threads` 1 runs it there alone, 0 with the
+        process's thread count."""
+        return self._executor().submit(self._with_threads, threads, function, *args)
+
+    def run(self, function: Callable[..., T], *args: object, threads: int = 0) -> T:
+        """`submit`, waited for (called on the thread itself, it runs in place)."""
+        if threading.get_ident() == self._ident:
+            return self._with_threads(threads, function, *args)
+        return self.submit(function, *args, threads=threads).result()
+
+    def _with_threads(self, threads: int, function: Callable[..., T], *args: object) -> T:
+        import torch
+
+        wanted = threads or torch.get_num_threads()
+        if wanted != self._threads:
+            torch.zeros(1).add_(1)  # torch sets each thread's OpenMP count at its first op
+            openmp = _openmp()
+            if openmp is not None:  # only this thread's count: torch's setter is global
+                openmp.omp_set_num_threads(wanted)
+            self._threads = wanted
+        return function(*args)
+
+
+def _openmp() -> ctypes.CDLL | None:
+    """PyTorch's own OpenMP runtime (libgomp, libomp or libiomp5), None if not found.
+
+    Found among the libraries the process has loaded, in torch's folders: scikit-learn ships
+    a libgomp of its own, and telling that one changes nothing for torch.
+    """
+    global _OPENMP_SEARCHED, _OPENMP
+    if not _OPENMP_SEARCHED:
+        _OPENMP_SEARCHED = True
+        import torch
+
+        folder = str(Path(torch.__file__).resolve().parent)
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                paths = dict.fromkeys(line.split()[-1] for line in maps if "/" in line)
+        except OSError:
+            paths = {}
+        for path in paths:
+            if path.startswith(folder) and re.search(r"/lib(?:gomp|i?omp5?)\b[^/]*$", path):
+                try:
+                    _OPENMP = ctypes.CDLL(path)
+                    break
+                except OSError:
+                    continue
+    return _OPENMP
+
+
+_OPENMP_SEARCHED = False
+_OPENMP: ctypes.CDLL | None = None
+
+
+_TORCH = _TorchThread()
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -131,7 +225,7 @@ class MiniLMEmbedder:
             return
         with self._lock:
             if self._model is None:
-                self._model = self._load()
+                self._model = _TORCH.run(self._load)
 
     def _load(self) -> SentenceTransformer:
         builtin = self._model_arg == BUILTIN_MODEL
@@ -198,13 +292,36 @@ class MiniLMEmbedder:
                 self._recent.move_to_end(text)
                 return cached.copy()
         vector = self._encode([text])
+        self.remember(text, vector)
+        return vector
+
+    def embed_soon(self, text: str) -> Future[Vectors]:
+        """`embed([text])` begun now on the embedding thread, for the caller to collect later.
+
+        Not remembered for the next ask (see `remember`): the input policy embeds a message
+        as written, before the PII stage has replaced anything in it.
+        """
+        self.warm_up()
         with self._lock:
-            self._recent[text] = vector
+            cached = self._recent.get(text)
+        if cached is not None:
+            done: Future[Vectors] = Future()
+            done.set_result(cached.copy())
+            return done
+        return _TORCH.submit(self._encode_here, [text], threads=1)
+
+    def remember(self, text: str, vector: Vectors) -> None:
+        """Keep `vector` as `text`'s embedding for the next `embed([text])`."""
+        with self._lock:
+            self._recent[text] = vector.copy()
+            self._recent.move_to_end(text)
             while len(self._recent) > RECENT:
                 self._recent.popitem(last=False)
-        return vector.copy()
 
     def _encode(self, texts: Sequence[str]) -> Vectors:
+        return _TORCH.run(self._encode_here, texts, threads=1 if len(texts) == 1 else 0)
+
+    def _encode_here(self, texts: Sequence[str]) -> Vectors:
         assert self._model is not None
         vectors = self._model.encode(
             list(texts),

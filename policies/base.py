@@ -11,7 +11,7 @@ finding, so a broken model degrades the turn, not the process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -57,3 +57,19 @@ class TextPolicy(Protocol):
     def warm_up(self) -> None: ...
 
     def check(self, text: str, context: Context) -> Verdict: ...
+
+
+@runtime_checkable
+class StartsEarly(Protocol):
+    """A stage that can begin on the message as written, before the stages ahead of it have
+    finished: `start` returns the check to call when its turn comes (`TopicStage` embeds the
+    message on the embedding thread while the PII stage runs)."""
+
+    def start(self, text: str) -> TextPolicy: ...
+
+
+@runtime_checkable
+class Abandonable(Protocol):
+    """A started check that can be dropped when an earlier stage has blocked the message."""
+
+    def abandon(self) -> None: ...

@@ -21,7 +21,7 @@ from bot.errors import ConfigError
 from bot.types import Passage
 from knowledge.embeddings import Embedder
 from policies.audit import PolicyAudit
-from policies.base import Context, Point, TextPolicy
+from policies.base import Abandonable, Context, Point, StartsEarly, TextPolicy
 from policies.handoff import HandoffStage
 from policies.injection import InjectionStage
 from policies.limits import LengthStage, RateLimiter
@@ -282,18 +282,29 @@ class PolicyEngine:
 
     @staticmethod
     def _apply(stages: Sequence[TextPolicy], text: str, context: Context) -> Verdict:
-        """Run `stages` in order on the worker thread; the first `Block` ends it."""
+        """Run `stages` in order on the worker thread; the first `Block` ends it.
+
+        A stage that `StartsEarly` (topics) is started on the text as written first, so its
+        slow part runs on its own thread while the stages before it run here.
+        """
+        started = [
+            stage.start(text) if isinstance(stage, StartsEarly) else stage for stage in stages
+        ]
         findings: list[Finding] = []
         entities: list[str] = []
         handoff = ""
-        for stage in stages:
+        for done, stage in enumerate(started):
             try:
                 verdict = stage.check(text, context)
             except Exception as exc:  # a stage broke its contract: fail closed, say which
-                failed = Finding(stage.name, type(exc).__name__, "error")
-                return Block(f"{stage.name} failed", "", (*findings, failed))
+                verdict = Block(
+                    f"{stage.name} failed", "", (Finding(stage.name, type(exc).__name__, "error"),)
+                )
             findings.extend(verdict.findings)
             if isinstance(verdict, Block):
+                for later in started[done + 1 :]:
+                    if isinstance(later, Abandonable):
+                        later.abandon()
                 return replace(verdict, findings=tuple(findings))
             text = verdict.text
             entities.extend(verdict.entities)
