@@ -54,6 +54,7 @@ class _TorchThread:
         self._pool: ThreadPoolExecutor | None = None
         self._ident: int | None = None
         self._threads = 0  # what this thread's OpenMP was last told
+        self._process_threads = 0  # torch's thread count for the process
 
     def _executor(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -64,7 +65,11 @@ class _TorchThread:
             return self._pool
 
     def _mark(self) -> None:
+        import torch
+
         self._ident = threading.get_ident()
+        torch.zeros(1).add_(1)  # torch sets each thread's OpenMP count at its first op
+        self._process_threads = self._threads = torch.get_num_threads()
 
     def submit(self, function: Callable[..., T], *args: object, threads: int = 0) -> Future[T]:
         """`function(*args)` on the thread; `threads` 1 runs it there alone, 0 with the
@@ -78,11 +83,8 @@ class _TorchThread:
         return self.submit(function, *args, threads=threads).result()
 
     def _with_threads(self, threads: int, function: Callable[..., T], *args: object) -> T:
-        import torch
-
-        wanted = threads or torch.get_num_threads()
+        wanted = threads or self._process_threads
         if wanted != self._threads:
-            torch.zeros(1).add_(1)  # torch sets each thread's OpenMP count at its first op
             openmp = _openmp()
             if openmp is not None:  # only this thread's count: torch's setter is global
                 openmp.omp_set_num_threads(wanted)

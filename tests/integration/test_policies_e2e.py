@@ -49,6 +49,10 @@ links:
 # test_grounded_answers.py and test_grounding_minilm.py) would drop their invented facts.
 grounding:
   enabled: false
+topics:
+  blocked:
+    - name: medical_advice
+      examples: ["What medication should I take for my headache?"]
 """
 
 # The model's answers, in order: PII split across tokens; a toxic second sentence.
@@ -177,17 +181,18 @@ def test_jailbreak_gets_the_policy_reply_and_asking_for_a_person_flags_handoff(
 def test_a_turn_embeds_the_question_once_for_topics_and_retrieval(
     server: LiveServer, embedder: MiniLMEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The topics stage embeds the (redacted) question; the retriever asks for the same text
-    # and gets it from the embedder's cache. Off-topic, so the gate answers: no model turn.
+    # The topics stage embeds the question (beside the PII stage, on the embedding thread);
+    # the retriever asks for the same text and gets it from the embedder's cache. Off-topic,
+    # so the gate answers: no model turn. Every forward pass goes through `_encode_here`.
     question = "What will the weather be like on Mars next spring?"
     encoded: list[str] = []
-    real = embedder._encode
+    real = embedder._encode_here
 
     def counting(texts: Any) -> Any:
         encoded.extend(texts)
         return real(texts)
 
-    monkeypatch.setattr(embedder, "_encode", counting)
+    monkeypatch.setattr(embedder, "_encode_here", counting)
     with connect(server.ws) as ws:
         _, final, _ = ws_turn(ws, question, timeout=120)
     assert final["type"] == "message", final

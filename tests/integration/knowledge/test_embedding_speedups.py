@@ -1,8 +1,12 @@
-"""MiniLM in bfloat16 where the CPU computes it natively, and the recent-texts cache."""
+"""MiniLM in bfloat16 where the CPU computes it natively, the recent-texts cache, and the one
+thread every embedding runs on."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,3 +54,39 @@ def test_a_text_embedded_again_comes_from_the_cache_unchanged() -> None:
     assert again[0, 0] != 42.0
     assert np.allclose(again, embedder.embed(TEXTS)[:1], atol=1e-5)  # same as a batch
     assert list(embedder._recent) == [TEXTS[0]]
+
+
+def test_every_embedding_runs_on_one_thread_a_single_text_without_a_pool() -> None:
+    import torch
+
+    embedder = MiniLMEmbedder()
+    embedder.warm_up()
+    ran_on: list[tuple[int, int, int]] = []
+    real = embedder._encode_here
+
+    def recording(texts: Any) -> Any:
+        ran_on.append((threading.get_ident(), len(texts), torch.get_num_threads()))
+        return real(texts)
+
+    embedder._encode_here = recording  # type: ignore[method-assign]
+    threads = torch.get_num_threads()
+    embedder.embed(["asked on the main thread"])
+    with ThreadPoolExecutor(2) as pool:  # as the policy worker and `to_thread` calls ask
+        list(pool.map(lambda text: embedder.embed([text]), ["one", "two", "three"]))
+    embedder.embed(TEXTS)
+    embedder.embed_soon("started early").result()
+    assert len({ident for ident, _, _ in ran_on}) == 1, ran_on
+    assert threading.get_ident() not in {ident for ident, _, _ in ran_on}
+    # One text: one OpenMP thread there, while the rest of the process keeps its count.
+    assert {n for _, size, n in ran_on if size == 1} == {1}, ran_on
+    assert {n for _, size, n in ran_on if size > 1} == {threads}, ran_on
+    assert torch.get_num_threads() == threads
+
+
+def test_a_text_embedded_early_equals_its_embedding_and_is_not_remembered() -> None:
+    embedder = MiniLMEmbedder(dtype="float32")
+    early = embedder.embed_soon(TEXTS[1]).result()
+    assert TEXTS[1] not in embedder._recent
+    assert np.allclose(early, embedder.embed([TEXTS[1]]), atol=1e-6)
+    embedder.remember("kept", early)
+    assert np.array_equal(embedder.embed(["kept"]), early)

@@ -9,10 +9,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from policies.base import Context
 from policies.engine import PolicyEngine
 from policies.pii import PatternRedactor, PresidioRedactor, Redaction
 from policies.schema import PiiPolicy, PolicyFile, Stages, default_policy_path, load_policy
-from policies.verdicts import Allow
+from policies.verdicts import Allow, Block, Finding, Verdict
 
 
 class ThreadRecordingRedactor(PatternRedactor):
@@ -166,3 +167,65 @@ async def test_redactor_runs_only_when_a_piece_can_release_text() -> None:
     assert await engine.feed(output, " today. And") == "Mail <EMAIL_ADDRESS> today. "
     assert Counting.calls == 1
     engine.close()
+
+
+class _Started:
+    """A started check: says what text it began on and whether it was dropped."""
+
+    name = "early"
+
+    def __init__(self, log: list[str], written: str) -> None:
+        self.log, self.written = log, written
+
+    def warm_up(self) -> None: ...
+
+    def check(self, text: str, context: Context) -> Verdict:
+        self.log.append(f"checked {text!r}, begun on {self.written!r}")
+        return Allow(text)
+
+    def abandon(self) -> None:
+        self.log.append("abandoned")
+
+
+class _StartsEarly:
+    name = "early"
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+
+    def warm_up(self) -> None: ...
+
+    def start(self, text: str) -> _Started:
+        self.log.append(f"started on {text!r}")
+        return _Started(self.log, text)
+
+    def check(self, text: str, context: Context) -> Verdict:
+        raise AssertionError("a stage that starts early is checked through what start returned")
+
+
+class _Replace:
+    name = "replace"
+
+    def warm_up(self) -> None: ...
+
+    def check(self, text: str, context: Context) -> Verdict:
+        if "attack" in text:
+            return Block("attack", "no", (Finding("replace", "attack", "block"),))
+        return Allow(text.replace("Ann", "<PERSON>"), ("PERSON",))
+
+
+def test_a_stage_that_starts_early_begins_on_the_text_as_written() -> None:
+    early = _StartsEarly()
+    verdict = PolicyEngine._apply([_Replace(), early], "Hi, Ann here", Context("input"))
+    assert verdict == Allow("Hi, <PERSON> here", ("PERSON",))
+    assert early.log == [
+        "started on 'Hi, Ann here'",
+        "checked 'Hi, <PERSON> here', begun on 'Hi, Ann here'",
+    ]
+
+
+def test_a_started_check_is_abandoned_when_an_earlier_stage_blocks() -> None:
+    early = _StartsEarly()
+    verdict = PolicyEngine._apply([_Replace(), early], "an attack", Context("input"))
+    assert isinstance(verdict, Block) and verdict.reason == "attack"
+    assert early.log == ["started on 'an attack'", "abandoned"]
