@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -185,8 +185,11 @@ class MiniLMEmbedder:
         device: str | None = None,
         query_max_tokens: int = 128,
         dtype: Dtype = "auto",
+        lean: bool = True,
     ) -> None:
         self._model_arg = model
+        self._use_lean = lean
+        self._lean: Callable[[str], Any] | None = None
         self._query_max_tokens = query_max_tokens
         self._batch_size = batch_size
         self._device = device
@@ -248,6 +251,10 @@ class MiniLMEmbedder:
         )
         if self.dtype_for(device) == "bfloat16":
             model.to(torch.bfloat16)
+        if self._use_lean and device == "cpu":
+            from knowledge.lean_encoder import lean_encoder
+
+            self._lean = lean_encoder(model)
         return model
 
     def dtype_for(self, device: str) -> str:
@@ -325,6 +332,8 @@ class MiniLMEmbedder:
 
     def _encode_here(self, texts: Sequence[str]) -> Vectors:
         assert self._model is not None
+        if len(texts) == 1 and self._lean is not None:
+            return np.asarray(self._lean(texts[0]).numpy(), dtype=np.float32)
         vectors = self._model.encode(
             list(texts),
             batch_size=self._batch_size,
