@@ -12,13 +12,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from knowledge.lean_encoder import LeanEncoder
 
 Vectors = npt.NDArray[np.float32]
 
@@ -189,7 +191,7 @@ class MiniLMEmbedder:
     ) -> None:
         self._model_arg = model
         self._use_lean = lean
-        self._lean: Callable[[str], Any] | None = None
+        self._lean: LeanEncoder | None = None
         self._query_max_tokens = query_max_tokens
         self._batch_size = batch_size
         self._device = device
@@ -255,6 +257,8 @@ class MiniLMEmbedder:
             from knowledge.lean_encoder import lean_encoder
 
             self._lean = lean_encoder(model)
+            if self._lean is not None:  # with the thread count single texts run with
+                _TORCH.run(self._lean.warm, threads=1)
         return model
 
     def dtype_for(self, device: str) -> str:
@@ -333,7 +337,7 @@ class MiniLMEmbedder:
     def _encode_here(self, texts: Sequence[str]) -> Vectors:
         assert self._model is not None
         if len(texts) == 1 and self._lean is not None:
-            return np.asarray(self._lean(texts[0]).numpy(), dtype=np.float32)
+            return np.asarray(self._lean.encode(texts[0]).numpy(), dtype=np.float32)
         vectors = self._model.encode(
             list(texts),
             batch_size=self._batch_size,

@@ -136,3 +136,18 @@ def test_it_runs_beside_a_busy_python_thread_without_waiting_on_the_lock(
         stop.set()
         thread.join()
     assert lean_ms * 4 < plain_ms, (lean_ms, plain_ms)
+
+
+def test_every_length_is_warmed_once_per_process_and_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(lean_module, "_WARMED", set())
+    lengths: list[int] = []
+    graph = lambda ids: lengths.append(ids.shape[1])  # noqa: E731
+    first = lean_module.LeanEncoder(graph, None, torch.bfloat16, longest=512)
+    first.warm()
+    assert lengths == list(range(3, lean_module.WARM_TOKENS + 1))
+    lean_module.LeanEncoder(graph, None, torch.bfloat16, longest=512).warm()
+    assert len(lengths) == lean_module.WARM_TOKENS - 2  # oneDNN keeps them: not again
+    lean_module.LeanEncoder(graph, None, torch.float32, longest=40).warm()
+    assert lengths[lean_module.WARM_TOKENS - 2 :] == list(range(3, 41))  # a new dtype, capped
