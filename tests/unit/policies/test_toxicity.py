@@ -6,14 +6,17 @@ errors, and failing closed when the detector breaks.
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
 
 from bot.errors import ConfigError
+from policies import toxicity
 from policies.base import Context, TextPolicy
 from policies.toxicity import ToxicityRules, ToxicityStage
 from policies.verdicts import Allow, Block
@@ -141,3 +144,49 @@ def test_warm_up_raises_config_error_when_the_model_is_not_installed(
 def test_section_is_refused_when_a_value_is_wrong(section: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(message)):
         ToxicityRules.model_validate(section)
+
+
+AGREEMENT_ROWS = [
+    "Where is my parcel? It was due on Monday and the tracking page has not changed.",
+    "what the hell is going on with my order?",
+    "you are a fucking idiot",
+    "I will kill you",
+    "Can I return the boots I bought last week? They are too small.",
+    "this product sucks",
+    "damn",
+    "The installer fails with error CWWKF0001E after the upgrade to 8.5.5.9; the log says the "
+    "feature manager could not resolve the dependencies.",
+    "",
+    "!!!",
+]
+
+
+def test_the_direct_computation_agrees_with_the_package_on_every_row() -> None:
+    import profanity_check  # type: ignore[import-untyped]
+
+    detector = toxicity._profanity_detector()
+    assert detector.__qualname__.startswith("_linear_detector")  # the fast path is in use
+    for text in AGREEMENT_ROWS:
+        expected = float(profanity_check.predict_prob([text])[0])
+        assert abs(detector(text) - expected) < 1e-12, text
+
+
+def test_the_package_is_used_when_the_direct_computation_cannot_reproduce_it() -> None:
+    import profanity_check
+
+    real = profanity_check.profanity_check
+
+    def package(model: object) -> SimpleNamespace:
+        inner = SimpleNamespace(model=model, vectorizer=real.vectorizer)
+        return SimpleNamespace(profanity_check=inner)
+
+    def slow(text: str) -> float:
+        return float(profanity_check.predict_prob([text])[0])
+
+    assert toxicity._linear_detector(package(real.model), slow) is not None
+    isotonic = copy.copy(real.model)
+    isotonic.method = "isotonic"
+    assert toxicity._linear_detector(package(isotonic), slow) is None
+    assert toxicity._linear_detector(package(object()), slow) is None  # no classifiers
+    # A probe on which the two disagree (here: a detector that says 0.5 to everything).
+    assert toxicity._linear_detector(package(real.model), lambda text: 0.5) is None
