@@ -105,7 +105,11 @@ class Components:
 
         def build(policy: PolicyFile) -> PolicyEngine:
             return PolicyEngine(
-                policy, embedder=self.embedder, redis=self.redis, audit=self.policies.audit
+                policy,
+                embedder=self.embedder,
+                redis=self.redis,
+                audit=self.policies.audit,
+                vocabulary=self.policies.vocabulary,
             )
 
         self.reloader = PolicyReloader(Path(path), build, self.swap_policies, interval)
@@ -226,11 +230,18 @@ def build_components(settings: Settings) -> Components:
         from redis.asyncio import from_url
 
         client = from_url(settings.redis_url.get_secret_value())
+    retriever = build_retriever(settings, embedder)
+    policies = PolicyEngine.from_file(
+        settings.policy_file,
+        embedder=embedder,
+        redis=client,
+        vocabulary=getattr(retriever, "vocabulary", None),
+    )
     return Components(
         settings=settings,
         store=build_store(settings),
-        policies=PolicyEngine.from_file(settings.policy_file, embedder=embedder, redis=client),
-        retriever=build_retriever(settings, embedder),
+        policies=policies,
+        retriever=retriever,
         llm=build_language_model(settings),
         embedder=embedder,
         redis=client,

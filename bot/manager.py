@@ -119,6 +119,14 @@ def session_meta_after(session: Session, older: list[Turn]) -> list[Turn]:
     return older[ids.index(upto) + 1 :] if upto in ids else older
 
 
+async def _for_storage(policies: PolicyEngine, turn: Turn, context: Context) -> Turn:
+    """An answer as stored: its text (already through the output stage's PII redaction)
+    through the storage stages after `pii` (`scrub`). The customer is shown `turn` itself."""
+    if turn.kind not in ("", "fallback", "action"):
+        return turn  # the policy's and the bot's own fixed replies
+    return replace(turn, text=await policies.scrub_for_storage(turn.text, context))
+
+
 @dataclass(frozen=True, slots=True)
 class _Asked:
     """The stored user message a turn answers, and where the answer goes."""
@@ -127,6 +135,8 @@ class _Asked:
     in_reply_to: str | None
     turn: Turn
     handoff: str  # the input policy asked for a person ("" when it did not)
+    # The question as the input policy passed it; the stored turn may be scrubbed further.
+    question: str = ""
 
 
 class ConversationManager:
@@ -314,10 +324,16 @@ class ConversationManager:
                 return
             question, record.pii_in = verdict.text, verdict.entities
             # The question is stored before the model runs: it survives a model failure.
-            user_turn = Turn("user", question, client_id=message.client_message_id or "")
+            user_turn = Turn(
+                "user",
+                await policies.scrub_for_storage(question, context),
+                client_id=message.client_message_id or "",
+            )
             await self.store.append(session.id, [user_turn])
             yield Accepted(user_turn.message_id, question, session.id, message.client_message_id)
-            asked = _Asked(message.channel, message.client_message_id, user_turn, verdict.handoff)
+            asked = _Asked(
+                message.channel, message.client_message_id, user_turn, verdict.handoff, question
+            )
             if self.actions is not None:
                 with stage("action"):
                     act = await self._act(session, question, message.channel, policies)
@@ -390,7 +406,7 @@ class ConversationManager:
         `said`: the beginning of the answer, already shown; the model goes on from there and
         only what follows it is streamed.
         """
-        question, user_turn = asked.turn.text, asked.turn
+        question, user_turn = asked.question or asked.turn.text, asked.turn
         query = await self._standalone(question, history, record)
         passages = await self._retrieve(query, record, context)
         if record.abstained:
@@ -456,7 +472,7 @@ class ConversationManager:
                 citations=_cite(prompt.passages),
                 kind="fallback" if record.model_error else "",
             )
-        await self.store.append(session.id, [answer])
+        await self.store.append(session.id, [await _for_storage(policies, answer, context)])
         turns = [*history, user_turn, answer]
         handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
         self._log(record, started)
@@ -687,7 +703,7 @@ class ConversationManager:
             answer = Turn(
                 "assistant", "".join(parts).strip(), kind="action", custom=tuple(act.custom)
             )
-        await self.store.append(session.id, [answer])
+        await self.store.append(session.id, [await _for_storage(policies, answer, context)])
         handoff = asked.handoff
         if act.handoff == "pause":
             # An action that pauses the conversation hands it to a person (a failed one

@@ -65,6 +65,11 @@ class BM25Index:
     def __len__(self) -> int:
         return self._size
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """Every indexed word, lower case (stopwords and one-letter words left out)."""
+        return self._vocab
+
     def scores(self, query: str) -> tuple[npt.NDArray[np.float32], int]:
         """The BM25 score of every text for `query`, and how many query terms were counted.
 

@@ -251,6 +251,12 @@ class HybridRetriever:
     def ready(self) -> bool:
         return self._loaded is not None
 
+    def vocabulary(self) -> frozenset[str]:
+        """The knowledge base's words, lower case (empty until an index is loaded): the
+        storage `scrub` stage keeps a capitalized word the help center itself uses."""
+        loaded = self._loaded
+        return loaded.bm25.vocabulary if loaded is not None else frozenset()
+
     @property
     def version(self) -> str | None:
         """The index version being served (None before `warm_up()`)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +31,7 @@ from policies.pii import PresidioRedactor, Redaction, Redactor
 from policies.pii_rules import PiiPolicy
 from policies.pseudonyms import Pseudonymizer, PseudonymVault
 from policies.schema import Messages, PolicyFile, default_policy_path, load_policy
+from policies.scrub import ScrubStage
 from policies.stream import StreamingRedactor
 from policies.topics import TopicStage
 from policies.toxicity import ToxicityStage
@@ -107,7 +108,8 @@ class PolicyEngine:
     `redactor` is used for the file's own `pii` section; other sections (channel overrides)
     get `redactor_factory(section)` (default: presidio). `embedder` serves the blocked topics
     (default: the packaged MiniLM, loaded only if the file declares topics); `redis` is for
-    rate limits (none: no rate limits).
+    rate limits (none: no rate limits); `vocabulary` returns the knowledge base's words, which
+    the storage `scrub` stage leaves alone (none: only English words are).
     """
 
     def __init__(
@@ -120,8 +122,10 @@ class PolicyEngine:
         redis: Any | None = None,
         audit: PolicyAudit | None = None,
         vault_ttl_s: int = 7 * 24 * 3600,
+        vocabulary: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self._policy = policy
+        self._vocabulary = vocabulary
         self._vault_ttl = vault_ttl_s
         self._factory: RedactorFactory = redactor_factory or (
             type(redactor) if redactor is not None else PresidioRedactor
@@ -149,10 +153,16 @@ class PolicyEngine:
         embedder: Embedder | None = None,
         redis: Any | None = None,
         audit: PolicyAudit | None = None,
+        vocabulary: Callable[[], Collection[str]] | None = None,
     ) -> PolicyEngine:
         """The engine for the policy file at `path` (the bundled default when None)."""
         policy = load_policy(path if path is not None else default_policy_path())
-        return cls(policy, embedder=embedder, redis=redis, audit=audit)
+        return cls(policy, embedder=embedder, redis=redis, audit=audit, vocabulary=vocabulary)
+
+    @property
+    def vocabulary(self) -> Callable[[], Collection[str]] | None:
+        """Where the `scrub` stage finds the knowledge base's words (for a reloaded file)."""
+        return self._vocabulary
 
     @property
     def policy(self) -> PolicyFile:
@@ -223,12 +233,28 @@ class PolicyEngine:
         return (await self.storage_redaction(text, context)).text
 
     async def storage_redaction(self, text: str, context: Context | None = None) -> Redaction:
-        """`redact_for_storage` with what was replaced (for reports that count entities)."""
+        """`redact_for_storage` with what the PII stage replaced (for reports that count
+        entities); the storage stages after it (`scrub`) have run on the text too."""
         context = replace(context, point="storage") if context else Context("storage")
         pipeline = self.pipeline(context.channel)
         redaction = await self._run(pipeline.pii.redact, text, context.conversation)
         await self._keep_pseudonyms(pipeline)
-        return redaction
+        return replace(redaction, text=self._after_pii(pipeline, redaction.text, context))
+
+    async def scrub_for_storage(self, text: str, context: Context | None = None) -> str:
+        """Text that has been through the PII stage already (an allowed message's `Allow.text`,
+        an answer out of `output_filter`) made fit to store: the storage stages after `pii`.
+        Cheap (no model): run on the event loop."""
+        context = replace(context, point="storage") if context else Context("storage")
+        return self._after_pii(self.pipeline(context.channel), text, context)
+
+    def _after_pii(self, pipeline: _Pipeline, text: str, context: Context) -> str:
+        for stage in pipeline.points["storage"]:
+            verdict = stage.check(text, context)
+            self.audit.record(context, verdict.findings)
+            if isinstance(verdict, Allow):  # storage stages rewrite; they never block
+                text = verdict.text
+        return text
 
     def output_filter(self, context: Context | None = None) -> OutputFilter:
         """A new filter for one answer; drive it with `feed` and `flush`."""
@@ -338,14 +364,18 @@ class PolicyEngine:
             "handoff": lambda: self._stage(
                 "handoff", policy.handoff, lambda: HandoffStage(policy.handoff)
             ),
+            "scrub": lambda: self._stage(
+                "scrub", policy.scrub, lambda: ScrubStage(policy.scrub, self._vocabulary)
+            ),
         }
-        # Storage is always the PII redaction (`redact_for_storage`), and at the output point
-        # PII and the answer's length are the stream's own redactor and cut (`output_filter`):
-        # neither needs stage objects.
+        # Storage starts with the PII redaction (`redact_for_storage`; its stages here are the
+        # ones after it), and at the output point PII and the answer's length are the
+        # stream's own redactor and cut (`output_filter`): neither needs a stage object.
         points: dict[Point, list[TextPolicy]] = {
             "input": [makers[n]() for n in policy.stages.input],
             "retrieval": [makers[n]() for n in policy.stages.retrieval],
             "output": [makers[n]() for n in policy.stages.output if n not in ("pii", "limits")],
+            "storage": [makers[n]() for n in policy.stages.storage if n != "pii"],
         }
         handoff = self._stage("handoff", policy.handoff, lambda: HandoffStage(policy.handoff))
         rate = RateLimiter(policy.limits, self._redis)

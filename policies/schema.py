@@ -24,6 +24,7 @@ from policies.pii_rules import (  # noqa: F401  (re-exported: the schema's publi
     NonEmptyText,
     PiiPolicy,
 )
+from policies.scrub import ScrubRules
 from policies.topics import TopicRules
 from policies.toxicity import ToxicityRules
 from policies.yaml_lines import (
@@ -65,13 +66,13 @@ class Messages(Strict):
     bot_back: NonEmptyText = "You're back with the assistant."
 
 
-StageName = Literal["pii", "injection", "toxicity", "topics", "limits", "links", "handoff"]
+StageName = Literal["pii", "injection", "toxicity", "topics", "limits", "links", "handoff", "scrub"]
 # Which stages make sense where. Storage is always redacted: nothing un-redacted is stored.
 ALLOWED_STAGES: dict[str, frozenset[str]] = {
     "input": frozenset({"limits", "pii", "injection", "toxicity", "topics", "handoff"}),
     "retrieval": frozenset({"pii", "injection", "toxicity"}),
     "output": frozenset({"pii", "links", "toxicity", "limits"}),
-    "storage": frozenset({"pii"}),
+    "storage": frozenset({"pii", "scrub"}),
 }
 
 
@@ -91,7 +92,7 @@ class Stages(Strict):
     output: list[StageName] = Field(
         default_factory=lambda: _names("pii", "links", "toxicity", "limits")
     )
-    storage: list[StageName] = Field(default_factory=lambda: _names("pii"))
+    storage: list[StageName] = Field(default_factory=lambda: _names("pii", "scrub"))
 
     @model_validator(mode="after")
     def _placed(self) -> Stages:
@@ -107,13 +108,15 @@ class Stages(Strict):
                 raise ValueError(f"{point} lists a stage twice")
         if "pii" not in self.storage:
             raise ValueError("storage must include pii: nothing un-redacted is stored")
+        if self.storage[0] != "pii":
+            raise ValueError("storage must start with pii (scrub is a second net after it)")
         return self
 
 
 # The sections a channel may override (everything but `version` and `channels` itself).
 OVERRIDABLE = (
     "pii", "injection", "toxicity", "topics", "limits", "links", "handoff", "stages",
-    "output", "messages", "grounding",
+    "output", "messages", "grounding", "scrub",
 )  # fmt: skip
 
 
@@ -128,6 +131,7 @@ class PolicyFile(Strict):
     limits: LimitRules = Field(default_factory=LimitRules)
     links: LinkRules = Field(default_factory=LinkRules)
     handoff: HandoffRules = Field(default_factory=HandoffRules)
+    scrub: ScrubRules = Field(default_factory=ScrubRules)
     stages: Stages = Field(default_factory=Stages)
     output: OutputPolicy = Field(default_factory=OutputPolicy)
     grounding: GroundingRules = Field(default_factory=GroundingRules)

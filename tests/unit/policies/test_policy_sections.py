@@ -44,6 +44,10 @@ ERRORS = [
     ("version: 1\nstages:\n  output: [pii, handoff]\n", 3, "stages",
      "handoff cannot run at output"),
     ("version: 1\nstages:\n  input: [pii, pii]\n", 3, "stages", "lists a stage twice"),
+    ("version: 1\nstages:\n  storage: [scrub, pii]\n", 3, "stages", "storage must start with pii"),
+    ("version: 1\nstages:\n  input: [pii, scrub]\n", 3, "stages", "scrub cannot run at input"),
+    ("version: 1\nscrub:\n  digits: -1\n", 3, "scrub.digits", "greater than or equal to 0"),
+    ("version: 1\nscrub:\n  names: true\n", 3, "scrub.names", "unknown key"),
     ("version: 1\nstages:\n  input: [pii, spam]\n", 3, "stages.input[1]", "Input should be"),
     ("version: 1\nlinks:\n  allowed_domains: [https://x.example/]\n", 3,
      "links.allowed_domains", "not a host name"),
@@ -86,4 +90,4 @@ def test_defaults_put_each_stage_where_it_belongs_when_nothing_is_said() -> None
     assert stages.input[0] == "limits" and "injection" in stages.input
     assert stages.retrieval == ["pii", "injection"]
     assert stages.output[0] == "pii" and "links" in stages.output
-    assert stages.storage == ["pii"]
+    assert stages.storage == ["pii", "scrub"]
