@@ -330,7 +330,9 @@ class ConversationManager:
                 client_id=message.client_message_id or "",
             )
             await self.store.append(session.id, [user_turn])
-            yield Accepted(user_turn.message_id, question, session.id, message.client_message_id)
+            yield Accepted(
+                user_turn.message_id, user_turn.text, session.id, message.client_message_id
+            )
             asked = _Asked(
                 message.channel, message.client_message_id, user_turn, verdict.handoff, question
             )

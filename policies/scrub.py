@@ -56,12 +56,17 @@ _WORD = re.compile(r"(?<![\w@./\\<-])[^\W\d_]+(?:['’-][^\W\d_]+)*(?![\w@/\\>])
 _CONTRACTION = re.compile(r"(?:n['’]t|['’](?:s|ll|ve|re|m|d))$", re.IGNORECASE)
 # Abbreviations of months and days, which no word list has.
 _ABBREVIATIONS = frozenset(
-    "jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur thurs fri "
-    "sat sun".split()
+    " ".join(
+        (
+            "jan feb mar apr jun jul aug sep sept oct nov dec",
+            "mon tue tues wed thu thur thurs fri sat sun",
+        )
+    ).split()
 )
-# Digits with single separators between. Not glued to a word ("CWWKF0001E") nor after an
-# identifier's letters and dash ("CVE-2017-3156"); a literal "\n" before counts as a break.
-_DIGITS = re.compile(r"(?:(?<=\\[nrt])|(?<![\w]))(?<![^\W\d_]-)\d(?:[ \-./()]?\d)*(?!\w)")
+# Digits with one or two separators between ("(555) 010-4477"). Not glued to a word
+# ("CWWKF0001E") nor after an identifier's letters and dash ("CVE-2017-3156"); a literal
+# "\n" before counts as a break.
+_DIGITS = re.compile(r"(?:(?<=\\[nrt])|(?<!\w))(?<![^\W\d_]-)[+(]?\d(?:[ \-./()]{0,2}\d)*(?!\w)")
 
 
 @functools.cache

@@ -256,3 +256,37 @@ def ws_turn(
             tokens.append(frame["text"])
         elif frame["type"] in ("message", "error"):
             return tokens, frame, frames
+
+
+def _unescaped(value: str) -> str:
+    """`value`, and the strings inside it when it is JSON: stored turns escape "ö" as
+    "\\u00f6", and a search for "Sjöberg" in the raw value would find nothing."""
+    try:
+        return value + "\n" + json.dumps(json.loads(value), ensure_ascii=False)
+    except ValueError:
+        return value
+
+
+def redis_text(client: Any, pattern: str) -> str:
+    """Every key matching `pattern` and every value under it (strings, lists, hashes, sets,
+    sorted sets, streams), as one searchable text. `client` decodes responses."""
+    parts: list[str] = []
+    for key in client.scan_iter(match=pattern):
+        kind = client.type(key)
+        if kind == "string":
+            values = [client.get(key)]
+        elif kind == "list":
+            values = client.lrange(key, 0, -1)
+        elif kind == "hash":
+            values = [f"{k} {v}" for k, v in client.hgetall(key).items()]
+        elif kind == "set":
+            values = list(client.smembers(key))
+        elif kind == "zset":
+            values = client.zrange(key, 0, -1)
+        elif kind == "stream":
+            values = [json.dumps(fields, ensure_ascii=False) for _, fields in client.xrange(key)]
+        else:
+            raise AssertionError(f"{key}: a Redis type this helper does not read: {kind}")
+        parts.append(key)
+        parts.extend(_unescaped(str(value)) for value in values)
+    return "\n".join(parts)

@@ -25,7 +25,7 @@ from knowledge.embeddings import MiniLMEmbedder
 from knowledge.ingest import ingest
 from policies.engine import PolicyEngine
 from tests.conftest import DEMO_KB
-from tests.support import DEMO_ABSTENTION, LiveServer, live_server, ws_turn
+from tests.support import DEMO_ABSTENTION, LiveServer, live_server, redis_text, ws_turn
 
 pytestmark = pytest.mark.integration
 
@@ -105,11 +105,15 @@ def server(
         knowledge={"index_dir": root / "index", "abstention_model": DEMO_ABSTENTION},
     )
     client = aioredis.Redis.from_url(redis_url)
+    retriever = build_retriever(settings, embedder)
+    policies = PolicyEngine.from_file(
+        policy_file, embedder=embedder, redis=client, vocabulary=retriever.vocabulary
+    )
     components = Components(
         settings=settings,
         store=build_store(settings),
-        policies=PolicyEngine.from_file(policy_file, embedder=embedder, redis=client),
-        retriever=build_retriever(settings, embedder),
+        policies=policies,
+        retriever=retriever,
         llm=model,
         embedder=embedder,
         redis=client,
@@ -218,3 +222,26 @@ def test_policy_change_applies_without_restart_and_a_bad_one_is_refused(
     time.sleep(2)
     assert "too long" in ask()["text"]  # the bad file was refused: the last good one serves
     policy_file.write_text(POLICY)
+
+
+def test_storage_scrubs_what_the_pii_stage_let_through(
+    server: LiveServer, clean_redis: redis.Redis
+) -> None:
+    # A surname alone and a phone number without context: spaCy and presidio miss both.
+    # Off-topic: no model turn. (tests/unit/test_manager_policies.py: the model reads it.)
+    question = "Weather on Mars for Hayashida? I would like to stop receiving messages to 468 3505"
+    with connect(server.ws) as ws:
+        _, final, frames = ws_turn(ws, question, client_id="scrub-1", timeout=120)
+    assert final["type"] == "message", final
+    stored = "Weather on Mars for <NAME>? I would like to stop receiving messages to <NUMBER>"
+    accepted = next(f for f in frames if f["type"] == "accepted")
+    assert accepted["text"] == stored  # the message as stored, as for the PII stage's tags
+    everything = redis_text(clean_redis, "sbpol:*")
+    assert "Weather on Mars" in everything  # the helper reads what was stored
+    assert "Hayashida" not in everything and "468 3505" not in everything
+    turns = [
+        json.loads(raw)
+        for key in clean_redis.keys("sbpol:*:turns")
+        for raw in clean_redis.lrange(key, 0, -1)
+    ]
+    assert [t["text"] for t in turns if t["role"] == "user" and "Mars" in t["text"]] == [stored]
