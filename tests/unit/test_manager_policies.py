@@ -14,7 +14,16 @@ from bot.llm.base import ScriptedModel
 from bot.manager import ConversationManager
 from bot.sessions import InMemorySessionStore
 from bot.settings import Settings
-from bot.types import Citation, InboundMessage, Message, Notice, Passage, ReplyEvent, Token
+from bot.types import (
+    Accepted,
+    Citation,
+    InboundMessage,
+    Message,
+    Notice,
+    Passage,
+    ReplyEvent,
+    Token,
+)
 from knowledge.embeddings import HashingEmbedder
 from policies.engine import PolicyEngine
 from policies.pii import PatternRedactor
@@ -118,3 +127,32 @@ async def test_fallback_is_the_channels_own_when_the_file_overrides_it() -> None
     m = manager(ScriptedModel([ModelError("boom")]), policy)
     answer = final(await run(m, "Can I return my boots?"))  # run() sends on channel "web"
     assert answer.text == "Web is down, sorry."
+
+
+async def test_the_model_reads_the_pii_stages_text_and_storage_gets_it_scrubbed() -> None:
+    # The regex redactor finds no names: the storage `scrub` stage (on by default) does.
+    model = ScriptedModel([["Hello Hayashida, ", "unused items can be returned within 30 days."]])
+    m = manager(model)
+    events = await run(m, "Hayashida here. Can I return unused items?")
+    assert "Hayashida here" in model.prompts[-1][-1].content  # the turn's own question
+    answer = final(events)
+    assert answer.text.startswith("Hello Hayashida,")  # what the customer is shown
+    stored = await m.store.history(answer.conversation_id)
+    assert [t.text for t in stored] == [
+        "<NAME> here. Can I return unused items?",
+        "Hello <NAME>, unused items can be returned within 30 days.",
+    ]
+    accepted = next(e for e in events if isinstance(e, Accepted))
+    assert accepted.text == stored[0].text and accepted.message_id == stored[0].message_id
+    assert stored[1].message_id == answer.id and stored[1].citations == answer.citations
+
+
+async def test_storage_without_scrub_keeps_the_pii_stages_text() -> None:
+    model = ScriptedModel([["Hello Hayashida."]])
+    m = manager(model, POLICY.replace("stages:\n", "stages:\n  storage: [pii]\n"))
+    answer = final(await run(m, "Hayashida here. Can I return unused items?"))
+    stored = await m.store.history(answer.conversation_id)
+    assert [t.text for t in stored] == [
+        "Hayashida here. Can I return unused items?",
+        "Hello Hayashida.",
+    ]

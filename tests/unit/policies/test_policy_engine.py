@@ -12,7 +12,14 @@ import pytest
 from policies.base import Context
 from policies.engine import PolicyEngine
 from policies.pii import PatternRedactor, PresidioRedactor, Redaction
-from policies.schema import PiiPolicy, PolicyFile, Stages, default_policy_path, load_policy
+from policies.schema import (
+    PiiPolicy,
+    PolicyFile,
+    Stages,
+    default_policy_path,
+    load_policy,
+    parse_policy,
+)
 from policies.verdicts import Allow, Block, Finding, Verdict
 
 
@@ -74,6 +81,43 @@ async def test_check_input_allows_redacted_text_when_called(text: str, verdict: 
 
 async def test_storage_text_is_redacted_when_stored(engine: PolicyEngine) -> None:
     assert await engine.redact_for_storage("mail a@b.io") == "mail <EMAIL_ADDRESS>"
+
+
+async def test_storage_runs_the_scrub_after_pii_and_audits_it(engine: PolicyEngine) -> None:
+    context = Context("input", conversation="c1")
+    stored = await engine.storage_redaction("Sjöberg: mail a@b.io", context)
+    assert stored.text == "<NAME>: mail <EMAIL_ADDRESS>"
+    assert stored.entity_types == ("EMAIL_ADDRESS",)  # what the PII stage found
+    # Text the PII stage already redacted (an allowed message, an answer): the scrub only.
+    scrubbed = await engine.scrub_for_storage("Hi Sjöberg, <EMAIL_ADDRESS> or 468 3505")
+    assert scrubbed == "Hi <NAME>, <EMAIL_ADDRESS> or <NUMBER>"
+    counts = engine.audit.counts()
+    assert counts[("storage", "scrub", "unknown_word", "redact")] == 2
+    assert counts[("storage", "scrub", "digits", "redact")] == 1
+
+
+async def test_storage_is_the_pii_stage_alone_without_scrub() -> None:
+    policy = parse_policy("version: 1\nstages:\n  storage: [pii]\n")
+    engine = PolicyEngine(policy, PatternRedactor())
+    engine.warm_up()
+    try:
+        assert await engine.redact_for_storage("Sjöberg: a@b.io") == "Sjöberg: <EMAIL_ADDRESS>"
+        assert await engine.scrub_for_storage("Sjöberg") == "Sjöberg"
+    finally:
+        engine.close()
+
+
+async def test_the_scrub_keeps_the_words_of_the_engines_vocabulary() -> None:
+    words = {"kallax"}
+    engine = PolicyEngine(
+        load_policy(default_policy_path()), PatternRedactor(), vocabulary=lambda: words
+    )
+    engine.warm_up()
+    try:
+        assert await engine.scrub_for_storage("Kallax for Sjöberg") == "Kallax for <NAME>"
+        assert engine.vocabulary is not None and "kallax" in engine.vocabulary()
+    finally:
+        engine.close()
 
 
 async def test_output_filter_streams_redacted_text_when_fed(engine: PolicyEngine) -> None:
