@@ -12,7 +12,8 @@ Runs, in one process and one report:
 3. Here: the full input stage (every stage of the bundled policy file) per message, beside
    plain presidio on the same texts; the output stage per answer streamed token by token;
    and the leak scan: generated messages through input, output and storage into a real
-   Redis, then every generated value searched for in Redis and in the logs.
+   Redis, then every generated value searched for in Redis and in the logs, with the
+   bundled storage stages (pii, then scrub) beside the PII stage alone.
 
 Prints figures; not a pass/fail test.
 """
@@ -30,6 +31,7 @@ sys.path.insert(0, str(_BENCH.parent))
 
 import argparse
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -43,10 +45,12 @@ from bench import policy_attacks, policy_pii
 from bot.sessions import RedisSessionStore
 from bot.settings import SessionSettings
 from bot.types import Turn
+from knowledge.bm25 import tokenize
 from knowledge.embeddings import MiniLMEmbedder
 from policies.base import Context
 from policies.engine import PolicyEngine
-from policies.schema import default_policy_path, load_policy
+from policies.schema import PolicyFile, default_policy_path, load_policy
+from policies.scrub import ScrubStage
 from policies.verdicts import Allow
 
 PREFIX = "bench-policies:"
@@ -73,7 +77,8 @@ async def pipeline(samples: Sequence[policy_pii.Sample], redis_url: str) -> None
     policy = policy.model_copy(
         update={"limits": policy.limits.model_copy(update={"per_user": None, "per_ip": None})}
     )
-    engine = PolicyEngine(policy, embedder=MiniLMEmbedder())
+    embedder = MiniLMEmbedder()
+    engine = PolicyEngine(policy, embedder=embedder)
     engine.warm_up()
     texts = [s.text for s in samples]
     long_texts = policy_pii.long_messages(texts)
@@ -113,7 +118,81 @@ async def pipeline(samples: Sequence[policy_pii.Sample], redis_url: str) -> None
         print(f"{name:<34} {statistics.median(ms):>7.1f} {pct(ms, 0.95):>7.1f} {rate:>6.1f}")
     print("  (2 cores; one worker thread runs every stage: messages/s is per core)")
 
-    # The leak scan: everything a conversation writes, then every generated value searched.
+    engine.close()
+    # The leak scan, with the bundled policy's storage (pii, then scrub) and, side by side,
+    # with the PII stage alone at storage (the baseline: what the PII stage misses is stored).
+    alone = policy.model_copy(
+        update={"stages": policy.stages.model_copy(update={"storage": ["pii"]})}
+    )
+    scans = {}
+    for name, chosen in (("pii + scrub", policy), ("pii alone", alone)):
+        scanned = PolicyEngine(chosen, embedder=embedder)
+        scanned.warm_up()
+        try:
+            scans[name] = await leak_scan(scanned, samples, redis_url)
+        finally:
+            scanned.close()
+    total, blocked = next(iter(scans.values()))[1:]
+    print(
+        f"\n## leak scan: {len(samples)} generated messages through input, output and storage "
+        f"(real Redis, every log line); {blocked} blocked by a non-PII stage"
+    )
+    print(f"{'entity':<14} {'values':>6}" + "".join(f"{name:>14}" for name in scans))
+    for kind in policy_pii.TYPES:
+        if total[kind]:
+            found = "".join(f"{leaked[kind]:>14}" for leaked, _, _ in scans.values())
+            print(f"{kind:<14} {total[kind]:>6}{found}")
+    found = "".join(f"{sum(leaked.values()):>14}" for leaked, _, _ in scans.values())
+    print(f"{'all':<14} {sum(total.values()):>6}{found}")
+    print("  (values found in Redis or the logs; 4 characters or longer)")
+    scrub_cost(policy)
+
+
+def scrub_cost(policy: PolicyFile) -> None:
+    """What the storage scrub costs readable transcripts: real messages with no personal data
+    to speak of, scrubbed with the TechQA knowledge base's words known."""
+    if not (policy_attacks.EVAL / "techqa").is_dir():
+        print("\n(no ../shared/eval here: the scrub's cost on real messages is not measured)")
+        return
+    articles = sorted((policy_attacks.EVAL / "techqa" / "kb").glob("*.md"))
+    words = frozenset(word for path in articles for word in tokenize(path.read_text()))
+    stage = ScrubStage(policy.scrub, lambda: words)
+    stage.warm_up()
+    context = Context("storage", channel="bench")
+    sets = {
+        "customer utterances": [
+            json.loads(line)["text"]
+            for path in sorted((policy_attacks.EVAL / "utterances").glob("*.jsonl"))
+            for line in path.read_text().splitlines()
+            if line.strip()
+        ],
+        "TechQA forum questions": [
+            json.loads(line)["question"]
+            for line in (policy_attacks.EVAL / "techqa" / "questions.jsonl")
+            .read_text()
+            .splitlines()
+            if line.strip()
+        ],
+    }
+    print(f"\n## the storage scrub on real messages ({len(articles)} TechQA articles' words known)")
+    print(f"{'':<24} {'messages':>8} {'changed':>8} {'<NAME>':>7} {'<NUMBER>':>8}")
+    for name, texts in sets.items():
+        verdicts = [stage.check(text, context) for text in texts]
+        counts: Counter[str] = Counter()
+        for verdict in verdicts:
+            for finding in verdict.findings:
+                counts[finding.entity_type] += finding.count
+        changed = sum(v.text != t for v, t in zip(verdicts, texts, strict=True))  # type: ignore[union-attr]
+        print(f"{name:<24} {len(texts):>8} {changed:>8} {counts['NAME']:>7} {counts['NUMBER']:>8}")
+
+
+async def leak_scan(
+    engine: PolicyEngine, samples: Sequence[policy_pii.Sample], redis_url: str
+) -> tuple[Counter[str], Counter[str], int]:
+    """(values found per type, values per type, messages blocked): every sample through the
+    input stage, repeated back by the "model" through the output stage, stored as the turn
+    pipeline stores them (`bot.manager`), then every generated value searched for in
+    everything written to Redis and logged."""
     logs = io.StringIO()
     handler = logging.StreamHandler(logs)
     logging.getLogger().addHandler(handler)
@@ -121,13 +200,14 @@ async def pipeline(samples: Sequence[policy_pii.Sample], redis_url: str) -> None
     store = RedisSessionStore(redis_url, SessionSettings(), prefix=PREFIX)
     await store.start()
     blocked = 0
+    rng = random.Random(5)
     try:
         for sample in samples:
             session = await store.create("bench")
             context = Context("input", channel="bench", conversation=session.id)
             verdict = await engine.check_input(sample.text, context)
             if isinstance(verdict, Allow):
-                stored = verdict.text
+                stored = await engine.scrub_for_storage(verdict.text, context)
             else:
                 blocked += 1
                 stored = await engine.redact_for_storage(sample.text, context)
@@ -136,13 +216,13 @@ async def pipeline(samples: Sequence[policy_pii.Sample], redis_url: str) -> None
             for piece in tokens(sample.text, rng):  # the model repeats the message back
                 answer += await engine.feed(output, piece)
             answer += await engine.flush(output)
+            answer = await engine.scrub_for_storage(answer, context)
             await store.append(session.id, [Turn("user", stored), Turn("assistant", answer)])
         dump = await _dump(store)
     finally:
         logging.getLogger().removeHandler(handler)
         await _clean(store)
         await store.close()
-        engine.close()
     written = dump + logs.getvalue()
     leaked: Counter[str] = Counter()
     total: Counter[str] = Counter()
@@ -153,31 +233,36 @@ async def pipeline(samples: Sequence[policy_pii.Sample], redis_url: str) -> None
                 continue  # "Al", "Li": found everywhere, says nothing
             total[kind] += 1
             leaked[kind] += value in written
-    print(
-        f"\n## leak scan: {len(samples)} generated messages through input, output and storage "
-        f"(real Redis, every log line); {blocked} blocked by a non-PII stage"
-    )
-    print(f"{'entity':<14} {'values':>6} {'found in Redis/logs':>20}")
-    for kind in policy_pii.TYPES:
-        if total[kind]:
-            print(f"{kind:<14} {total[kind]:>6} {leaked[kind]:>20}")
-    print(f"{'all':<14} {sum(total.values()):>6} {sum(leaked.values()):>20}")
+    return leaked, total, blocked
 
 
 async def _dump(store: RedisSessionStore) -> str:
+    """Every key and value the store wrote, decoded, with the strings inside JSON values
+    unescaped: a stored turn writes "Sjöberg" as "Sj\\u00f6berg", and `str()` of the raw
+    bytes as "Sj\\xc3\\xb6berg" (the scan missed every value with a non-ASCII letter)."""
     redis = store._redis  # the bench reads what the store wrote, raw
-    parts = []
+    parts: list[str] = []
     async for key in redis.scan_iter(match=f"{PREFIX}*"):
-        kind = await redis.type(key)
-        kind = kind.decode() if isinstance(kind, bytes) else kind
+        kind = _text(await redis.type(key))
         if kind == "list":
-            parts.append(json.dumps([str(v) for v in await redis.lrange(key, 0, -1)]))
+            values = await redis.lrange(key, 0, -1)
         elif kind == "hash":
-            parts.append(str(await redis.hgetall(key)))
+            values = [item for pair in (await redis.hgetall(key)).items() for item in pair]
         elif kind == "string":
-            parts.append(str(await redis.get(key)))
-        parts.append(str(key))
+            values = [await redis.get(key)]
+        else:
+            raise RuntimeError(f"{_text(key)}: a Redis type the leak scan does not read: {kind}")
+        parts.append(_text(key))
+        for value in values:
+            text = _text(value)
+            parts.append(text)
+            with contextlib.suppress(ValueError):  # not JSON: the text alone
+                parts.append(json.dumps(json.loads(text), ensure_ascii=False))
     return "\n".join(parts)
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 async def _clean(store: RedisSessionStore) -> None:

@@ -69,6 +69,16 @@ _ABBREVIATIONS = frozenset(
 _DIGITS = re.compile(r"(?:(?<=\\[nrt])|(?<!\w))(?<![^\W\d_]-)[+(]?\d(?:[ \-./()]{0,2}\d)*(?!\w)")
 
 
+# A name tag (the PII stage's, in any operator's form, or this stage's), and a capitalized
+# word joined to it by "and", "or" or "&", on either side. Not by a comma alone: "Hi <PERSON>,
+# Thanks for..." is common, and a list with a comma ends with "and" ("A, Stone and <NAME>").
+_TAG = r"(?P<tag><NAME>|<PERSON[^<>\s]*>)"
+_JOIN = r"(?P<join>[ \t]+(?:and|or|&)[ \t]+)"
+_CAPITALIZED = r"(?P<word>[A-ZÀ-ÖØ-Þ][^\W\d_]+(?:['’-][^\W\d_]+)*)"
+_AFTER_A_NAME = re.compile(rf"{_TAG}{_JOIN}{_CAPITALIZED}(?![\w'’-])")
+_BEFORE_A_NAME = re.compile(rf"(?<![\w'’-]){_CAPITALIZED}{_JOIN}{_TAG}")
+
+
 @functools.cache
 def english_words() -> frozenset[str]:
     """Webster's 2nd and GCIDE, lower case (about 263,000 words); loaded once."""
@@ -123,6 +133,9 @@ class ScrubStage:
             text = _WORD.sub(word, text)
             if replaced:
                 findings.append(Finding(self.name, "unknown_word", "redact", "NAME", replaced))
+            text, listed = _listed(text)
+            if listed:
+                findings.append(Finding(self.name, "listed_with_a_name", "redact", "NAME", listed))
         if self._rules.digits:
             runs = [
                 m for m in _DIGITS.finditer(text) if _count_digits(m.group()) >= self._rules.digits
@@ -132,6 +145,29 @@ class ScrubStage:
             if runs:
                 findings.append(Finding(self.name, "digits", "redact", "NUMBER", len(runs)))
         return Allow(text, findings=tuple(findings))
+
+
+def _listed(text: str) -> tuple[str, int]:
+    """Capitalized words listed with a name ("<NAME> and Stone", "Stone & <PERSON>") replaced:
+    in a list of people, a surname that is also an English word is still a surname."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    replaced = 0
+
+    def name(match: re.Match[str]) -> str:
+        nonlocal replaced
+        word = match.group("word")
+        if word.lower() in STOP_WORDS or word.isupper():
+            return match.group()
+        replaced += 1
+        return match.group().replace(word, NAME, 1)
+
+    while True:  # a list: "<NAME>, Stone and Wood"
+        before = replaced
+        text = _AFTER_A_NAME.sub(name, text)
+        text = _BEFORE_A_NAME.sub(name, text)
+        if replaced == before:
+            return text, replaced
 
 
 def _is_known(word: str, known: frozenset[str], extra: Collection[str]) -> bool:

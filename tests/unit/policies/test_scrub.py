@@ -31,12 +31,16 @@ def stage() -> ScrubStage:
         ("What's your last name? Sjöberg", f"What's your last name? {NAME}"),
         (
             "our 3 founders: Svensson, Estrada and Scott.",
-            f"our 3 founders: {NAME}, {NAME} and Scott.",
+            f"our 3 founders: {NAME}, {NAME} and {NAME}.",  # Scott: listed with a name
         ),
         ("early Hayashida's songs", f"early {NAME} songs"),
         ("Zrina D Ivanović wrote", f"{NAME} D {NAME} wrote"),
         ("a letter to McDonald", f"a letter to {NAME}"),
         ("Thorkildsen-Frandsen called", f"{NAME} called"),
+        # A surname that is an English word, listed with a name.
+        ("Heiðarsson and Stone were engineers", f"{NAME} and {NAME} were engineers"),
+        ("Stone, Wood and <PERSON> came", f"Stone, {NAME} and <PERSON> came"),
+        ("ask <PERSON_3f9a0c> or Hill", f"ask <PERSON_3f9a0c> or {NAME}"),
         # Long numbers, however they are spaced.
         ("stop messages to 468 3505", f"stop messages to {NUMBER}"),
         ("Office: 42-51-49-67", f"Office: {NUMBER}"),
@@ -62,6 +66,8 @@ def test_what_the_pii_stage_missed_is_not_stored(stage: ScrubStage, text: str, s
         "QueueManager and WebService fail",  # class names made of English words
         "CVE-2017-3156 is fixed in 8.5.5.9, error CWWKF0001E",  # identifiers, versions
         "order 884123 of Sep 12",  # six digits; a month's abbreviation
+        "Hi <PERSON>, Thanks for the Refund",  # a comma alone does not make a list
+        "<PERSON> and I went to IBM",  # function words and acronyms next to a name
         "",
     ],
 )
