@@ -63,10 +63,13 @@ _ABBREVIATIONS = frozenset(
         )
     ).split()
 )
-# Digits with one or two separators between ("(555) 010-4477"). Not glued to a word
-# ("CWWKF0001E") nor after an identifier's letters and dash ("CVE-2017-3156"); a literal
-# "\n" before counts as a break.
-_DIGITS = re.compile(r"(?:(?<=\\[nrt])|(?<!\w))(?<![^\W\d_]-)[+(]?\d(?:[ \-./()]{0,2}\d)*(?!\w)")
+# Digits with one or two spaces, dashes, dots or brackets between ("(555) 010-4477"). Not
+# glued to a word ("CWWKF0001E"), not after an identifier's dash ("CVE-2016-1000031"), not
+# before a colon (a time); a literal "\n" before counts as a break.
+_DIGITS = re.compile(r"(?:(?<=\\[nrt])|(?<!\w))(?<!\w-)[+(]?\d(?:[ \-.()]{0,2}\d)*(?![\w:])")
+# Long numbers that are not about a person: dates, versions ("2.1.0.0-1.1-4140": three or
+# more single digits), zero-padded counters and hex words in logs ("00000088").
+_DATE = re.compile(r"\d{4}[-.]\d\d[-.]\d\d|\d\d?[-.]\d\d?[-.]\d{2}(?:\d\d)?")
 
 
 # A name tag (the PII stage's, in any operator's form, or this stage's), and a capitalized
@@ -137,9 +140,7 @@ class ScrubStage:
             if listed:
                 findings.append(Finding(self.name, "listed_with_a_name", "redact", "NAME", listed))
         if self._rules.digits:
-            runs = [
-                m for m in _DIGITS.finditer(text) if _count_digits(m.group()) >= self._rules.digits
-            ]
+            runs = [m for m in _DIGITS.finditer(text) if _personal(m.group(), self._rules.digits)]
             for run in reversed(runs):
                 text = text[: run.start()] + NUMBER + text[run.end() :]
             if runs:
@@ -225,5 +226,12 @@ def _parts(word: str) -> Iterator[str]:
             yield piece[start:]
 
 
-def _count_digits(run: str) -> int:
-    return sum(char.isdigit() for char in run)
+def _personal(run: str, digits: int) -> bool:
+    """Whether a run of digits may be someone's number (see `_DATE`)."""
+    groups = re.findall(r"\d+", run)
+    return (
+        sum(map(len, groups)) >= digits
+        and not run.lstrip("+(").startswith("000")
+        and sum(len(group) == 1 for group in groups) < 3
+        and not _DATE.fullmatch(run)
+    )

@@ -124,3 +124,19 @@ def test_warm_up_says_what_to_install_when_the_word_list_is_missing(
     finally:
         monkeypatch.undo()
         scrub.english_words.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[10/16/17 13:50:05:273 EDT] 00000088 DSConfig",  # a log line: time, thread id
+        "Wed June 25 2009 09:20:02",
+        "2016-05-06 20:31:37.723 and 2016.05.06",
+        "CVE-2016-1000031 is fixed",
+        "server version: 2.1.0.0-1.1-4140.FP4",
+    ],
+)
+def test_dates_versions_and_log_counters_are_not_someones_number(
+    stage: ScrubStage, text: str
+) -> None:
+    assert stage.check(text, STORAGE).text == text  # type: ignore[union-attr]
