@@ -129,7 +129,7 @@ def test_warm_up_says_what_to_install_when_the_word_list_is_missing(
 @pytest.mark.parametrize(
     "text",
     [
-        "[10/16/17 13:50:05:273 EDT] 00000088 DSConfig",  # a log line: time, thread id
+        "[10/16/17 13:50:05:273 EDT] 00000088 Server started",  # a log line: time, thread id
         "Wed June 25 2009 09:20:02",
         "2016-05-06 20:31:37.723 and 2016.05.06",
         "CVE-2016-1000031 is fixed",
