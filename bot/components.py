@@ -92,6 +92,9 @@ class Components:
             asyncio.to_thread(self.policies.warm_up),
             asyncio.to_thread(self._warm_torch_models),
         )
+        from knowledge.hybrid import settle_garbage_collector
+
+        settle_garbage_collector()  # the models' objects: never walked again by a collection
         self._watch_policy_file()
         if self.settings.prompt_file is not None and self.settings.policy_reload_s > 0:
             self._prompt_watch = asyncio.create_task(self._watch_prompt_file(), name="prompt")

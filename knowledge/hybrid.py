@@ -246,7 +246,7 @@ class HybridRetriever:
         index = VectorIndex.load(self._index_dir, embedder_name=self._embedder.name)
         # One assignment swaps index and BM25 together: searches see old or new, never a mix.
         self._loaded = _load(index)
-        _settle_garbage_collector()
+        settle_garbage_collector()
 
     def ready(self) -> bool:
         return self._loaded is not None
@@ -366,13 +366,15 @@ class HybridRetriever:
         return [(c, article_of[c]) for c in picked[:k]]
 
 
-def _settle_garbage_collector() -> None:
+def settle_garbage_collector() -> None:
     """Take the index's objects out of the cyclic garbage collector's sight.
 
     A loaded index is millions of long-lived objects (chunks, BM25's vocabulary); every
     collection the query path's allocations trigger walked them all. At 100k chunks that made
     the query embedding 4x slower (p50 26 -> 99 ms) until `gc.freeze()` moved them to the
-    permanent generation. Reference counting still frees a replaced index.
+    permanent generation. Reference counting still frees a replaced index. The server calls
+    it again once every model is loaded (`Components.start`): with presidio, spaCy and the
+    word lists outside it, a full collection during a turn took 270 ms.
     """
     gc.collect()
     gc.freeze()

@@ -245,3 +245,18 @@ def test_storage_scrubs_what_the_pii_stage_let_through(
         for raw in clean_redis.lrange(key, 0, -1)
     ]
     assert [t["text"] for t in turns if t["role"] == "user" and "Mars" in t["text"]] == [stored]
+
+
+def test_a_started_server_keeps_its_models_out_of_the_garbage_collectors_walk(
+    server: LiveServer,
+) -> None:
+    # A full collection walks every tracked object; with presidio, spaCy and the word lists
+    # among them it took 270 ms in the middle of a turn. `Components.start` freezes them.
+    import gc
+
+    components = server.config.app.state.components
+    redactor = components.policies.pipeline(None).pii.redactor
+    analyzer = redactor._analyzer
+    assert analyzer is not None and gc.is_tracked(analyzer)
+    assert gc.get_freeze_count() > 0
+    assert not any(obj is analyzer for obj in gc.get_objects())  # frozen: in no generation

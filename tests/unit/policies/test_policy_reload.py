@@ -67,6 +67,24 @@ async def test_new_rules_apply_when_the_file_changes(policy_file: Path) -> None:
     holder.engine.close()
 
 
+async def test_a_replaced_engine_is_reclaimed_though_the_models_are_frozen(
+    policy_file: Path,
+) -> None:
+    import gc
+    import weakref
+
+    holder = Holder(policy_file)
+    reloader = PolicyReloader(policy_file, holder.build, holder.swap, grace_s=0.05)
+    first = weakref.ref(holder.engine)
+    holder.engine.itself = holder.engine  # type: ignore[attr-defined]  # only gc frees a cycle
+    rewrite(policy_file, SECOND)
+    assert await reloader.check()
+    assert gc.get_freeze_count() > 0  # the new engine's objects are frozen at once
+    await asyncio.sleep(0.2)  # after the grace period: closed, unfrozen, collected
+    assert first() is None
+    holder.engine.close()
+
+
 async def test_old_policy_keeps_serving_when_the_new_file_is_bad(
     policy_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
