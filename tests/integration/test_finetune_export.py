@@ -22,6 +22,7 @@ from bot.manager import ConversationManager
 from bot.sessions import RedisSessionStore, Status
 from bot.settings import Settings
 from bot.types import Turn
+from knowledge.bm25 import tokenize
 from policies.engine import PolicyEngine
 from tests.conftest import ROOT
 from tests.support import FixedRetriever
@@ -50,7 +51,8 @@ A: No, we sell online only.
 @pytest.fixture(scope="module")
 def policy() -> Iterator[PolicyEngine]:
     """The demo policy with real presidio, warmed up once (seconds)."""
-    engine = PolicyEngine.from_file(ROOT / "demo" / "policy.yaml")
+    words = frozenset(tokenize(FAQ))  # the knowledge base's words: the storage scrub keeps them
+    engine = PolicyEngine.from_file(ROOT / "demo" / "policy.yaml", vocabulary=lambda: words)
     engine.warm_up()
     yield engine
     engine.close()
@@ -147,7 +149,7 @@ async def test_export_writes_eligible_conversations_and_faq_redacted_when_mixed(
         [
             _user("How long do refunds take?", "b1"),
             _bot("Refunds take 5 business days.", "b2"),
-            _user("And store credit? Grüße 👋", "b3"),
+            _user("And store credit? grüße 👋", "b3"),
             _bot("Store credit is instant.", "b4"),
             _user("My neighbour Robert Smith picked it up.", "b5"),
             _bot("Thanks, noted.", "b6"),
@@ -227,7 +229,7 @@ async def test_export_writes_eligible_conversations_and_faq_redacted_when_mixed(
             "messages": [
                 {"role": "user", "content": "How long do refunds take?"},
                 {"role": "assistant", "content": "Refunds take 5 business days."},
-                {"role": "user", "content": "And store credit? Grüße 👋"},
+                {"role": "user", "content": "And store credit? grüße 👋"},
                 {"role": "assistant", "content": "Store credit is instant."},
             ],
             "source": f"conversation:{liked}",
@@ -253,7 +255,7 @@ async def test_export_writes_eligible_conversations_and_faq_redacted_when_mixed(
     ]
     raw = out.read_text(encoding="utf-8")
     assert not [pii for pii in PII if pii in raw]
-    assert "Grüße 👋" in raw and "München" in raw  # written as UTF-8, not \u escapes
+    assert "grüße 👋" in raw and "München" in raw  # written as UTF-8, not \u escapes
     assert summary == ExportSummary(
         conversations=3,
         skipped=2,

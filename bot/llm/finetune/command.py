@@ -274,11 +274,12 @@ async def _export(
 ) -> Any:
     from tqdm import tqdm  # type: ignore[import-untyped]
 
-    from bot.llm.finetune.export import export_examples
+    from bot.llm.finetune.export import export_examples, kb_vocabulary
     from policies.engine import PolicyEngine
 
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    engine = PolicyEngine.from_file(policy_file)
+    words = kb_vocabulary(kb)
+    engine = PolicyEngine.from_file(policy_file, vocabulary=lambda: words)
     await asyncio.to_thread(engine.warm_up)
     redis: Any = None
     if conversations and settings.redis_url is not None:

@@ -237,6 +237,18 @@ def _glob_escape(text: str) -> str:
 # -- FAQ articles -----------------------------------------------------------------------
 
 
+def kb_vocabulary(kb: Sequence[Path]) -> frozenset[str]:
+    """The words of the knowledge-base files under `kb`, lower case: the storage `scrub`
+    stage leaves them alone (a product name in an FAQ answer is not a person's name)."""
+    from knowledge.bm25 import tokenize
+
+    return frozenset(
+        word
+        for path, _ in faq_files(kb)
+        for word in tokenize(path.read_text(encoding="utf-8", errors="replace"))
+    )
+
+
 def faq_files(kb: Sequence[Path]) -> list[tuple[Path, str]]:
     """The FAQ files under `kb` with the names their examples cite: relative to the folder
     given, or the file's own name. Folders are walked recursively in sorted order."""
