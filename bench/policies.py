@@ -31,7 +31,6 @@ sys.path.insert(0, str(_BENCH.parent))
 
 import argparse
 import asyncio
-import contextlib
 import io
 import json
 import logging
@@ -40,6 +39,8 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Sequence
+
+import redis
 
 from bench import policy_attacks, policy_pii
 from bot.sessions import RedisSessionStore
@@ -52,6 +53,7 @@ from policies.engine import PolicyEngine
 from policies.schema import PolicyFile, default_policy_path, load_policy
 from policies.scrub import ScrubStage
 from policies.verdicts import Allow
+from tests.support import redis_text
 
 PREFIX = "bench-policies:"
 
@@ -218,7 +220,13 @@ async def leak_scan(
             answer += await engine.flush(output)
             answer = await engine.scrub_for_storage(answer, context)
             await store.append(session.id, [Turn("user", stored), Turn("assistant", answer)])
-        dump = await _dump(store)
+        # Every key and value the store wrote, decoded, with the strings inside JSON values
+        # unescaped (a stored turn writes "Sjöberg" as "Sj\\u00f6berg").
+        reader = redis.Redis.from_url(redis_url, decode_responses=True)
+        try:
+            dump = redis_text(reader, f"{PREFIX}*")
+        finally:
+            reader.close()
     finally:
         logging.getLogger().removeHandler(handler)
         await _clean(store)
@@ -234,35 +242,6 @@ async def leak_scan(
             total[kind] += 1
             leaked[kind] += value in written
     return leaked, total, blocked
-
-
-async def _dump(store: RedisSessionStore) -> str:
-    """Every key and value the store wrote, decoded, with the strings inside JSON values
-    unescaped: a stored turn writes "Sjöberg" as "Sj\\u00f6berg", and `str()` of the raw
-    bytes as "Sj\\xc3\\xb6berg" (the scan missed every value with a non-ASCII letter)."""
-    redis = store._redis  # the bench reads what the store wrote, raw
-    parts: list[str] = []
-    async for key in redis.scan_iter(match=f"{PREFIX}*"):
-        kind = _text(await redis.type(key))
-        if kind == "list":
-            values = await redis.lrange(key, 0, -1)
-        elif kind == "hash":
-            values = [item for pair in (await redis.hgetall(key)).items() for item in pair]
-        elif kind == "string":
-            values = [await redis.get(key)]
-        else:
-            raise RuntimeError(f"{_text(key)}: a Redis type the leak scan does not read: {kind}")
-        parts.append(_text(key))
-        for value in values:
-            text = _text(value)
-            parts.append(text)
-            with contextlib.suppress(ValueError):  # not JSON: the text alone
-                parts.append(json.dumps(json.loads(text), ensure_ascii=False))
-    return "\n".join(parts)
-
-
-def _text(value: object) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 async def _clean(store: RedisSessionStore) -> None:

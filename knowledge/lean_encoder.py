@@ -35,16 +35,18 @@ AGREEMENT = 0.999
 PROBE = "Where is my order? It was due on Monday and the tracking page has not changed."
 # Text lengths (in tokens) run once at load, for oneDNN's kernels (`LeanEncoder.warm`).
 WARM_TOKENS = 128
-_WARMED: set[torch.dtype] = set()
+_WARMED: set[tuple[object, ...]] = set()
 
 
 class LeanEncoder:
     """`encode(text)`: the (1, dim) float32 unit vector `model.encode` computes for `text`."""
 
-    def __init__(self, graph: Any, preprocess: Any, dtype: torch.dtype, longest: int) -> None:
+    def __init__(
+        self, graph: Any, preprocess: Any, shape: tuple[object, ...], longest: int
+    ) -> None:
         self._graph = graph
         self._preprocess = preprocess
-        self._dtype = dtype
+        self._shape = shape  # what oneDNN's kernels depend on: dtype and matrix sizes
         self._longest = longest
 
     def encode(self, text: str) -> Tensor:
@@ -54,16 +56,16 @@ class LeanEncoder:
         return vector
 
     def warm(self) -> None:
-        """Run every text length up to `WARM_TOKENS` once, once per process and dtype.
+        """Run every text length up to `WARM_TOKENS` once, once per process and model shape.
 
         oneDNN builds its kernels for each matrix shape (and thread count: call this with
         the thread count texts are embedded with) the first time it meets it, and keeps them
         for the whole process: a message of a length not seen before took 3 ms more, up to
         10. Lengths 3-128 (messages of up to about 500 characters) took 1.1 s on 2 cores.
         """
-        if self._dtype in _WARMED:
+        if self._shape in _WARMED:
             return
-        _WARMED.add(self._dtype)
+        _WARMED.add(self._shape)
         with torch.inference_mode():
             for length in range(3, min(WARM_TOKENS, self._longest) + 1):
                 self._graph(torch.full((1, length), 1000, dtype=torch.long))
@@ -85,9 +87,9 @@ def lean_encoder(model: SentenceTransformer) -> LeanEncoder | None:
         except Exception as exc:  # TorchScript gone or changed: the eager module still helps
             log.info("embeddings: TorchScript unavailable (%s); lean encoder runs eagerly", exc)
             graph = lean
-    encoder = LeanEncoder(
-        graph, model[0].preprocess, lean.type0.dtype, lean.positions.num_embeddings
-    )
+    config = bert.config
+    shape = (lean.type0.dtype, config.hidden_size, config.intermediate_size)
+    encoder = LeanEncoder(graph, model[0].preprocess, shape, lean.positions.num_embeddings)
     expected = model.encode([PROBE], convert_to_tensor=True, show_progress_bar=False).float()
     got = encoder.encode(PROBE)
     agreement = float(torch.nn.functional.cosine_similarity(got, expected.reshape(got.shape)))

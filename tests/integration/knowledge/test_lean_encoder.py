@@ -138,16 +138,21 @@ def test_it_runs_beside_a_busy_python_thread_without_waiting_on_the_lock(
     assert lean_ms * 4 < plain_ms, (lean_ms, plain_ms)
 
 
-def test_every_length_is_warmed_once_per_process_and_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_length_is_warmed_once_per_process_and_model_shape(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import torch
 
     monkeypatch.setattr(lean_module, "_WARMED", set())
     lengths: list[int] = []
     graph = lambda ids: lengths.append(ids.shape[1])  # noqa: E731
-    first = lean_module.LeanEncoder(graph, None, torch.bfloat16, longest=512)
-    first.warm()
-    assert lengths == list(range(3, lean_module.WARM_TOKENS + 1))
-    lean_module.LeanEncoder(graph, None, torch.bfloat16, longest=512).warm()
-    assert len(lengths) == lean_module.WARM_TOKENS - 2  # oneDNN keeps them: not again
-    lean_module.LeanEncoder(graph, None, torch.float32, longest=40).warm()
-    assert lengths[lean_module.WARM_TOKENS - 2 :] == list(range(3, 41))  # a new dtype, capped
+    minilm = (torch.bfloat16, 384, 1536)
+    lean_module.LeanEncoder(graph, None, minilm, longest=512).warm()
+    warmed = list(range(3, lean_module.WARM_TOKENS + 1))
+    assert lengths == warmed
+    lean_module.LeanEncoder(graph, None, minilm, longest=512).warm()
+    assert lengths == warmed  # oneDNN keeps them: not again
+    lean_module.LeanEncoder(graph, None, (torch.float32, 384, 1536), longest=40).warm()
+    assert lengths[len(warmed) :] == list(range(3, 41))  # a new dtype, capped at its longest
+    lean_module.LeanEncoder(graph, None, (torch.float32, 768, 3072), longest=40).warm()
+    assert len(lengths) == len(warmed) + 2 * 38  # another model's matrix sizes: warmed too
