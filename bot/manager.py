@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
 
@@ -35,6 +36,15 @@ from bot.observability import (
 )
 from bot.prompt import Prompt, build_prompt
 from bot.prompt_file import Prompts, load_prompt
+from bot.quotes import (
+    ArticleSearch,
+    QuoteAnswerer,
+    citations_of,
+    cite_answer,
+    compose,
+    is_echo,
+    strip_markup,
+)
 from bot.sessions import Session, SessionStore
 from bot.settings import Settings
 from bot.types import (
@@ -112,6 +122,36 @@ def looks_like_followup(question: str) -> bool:
     return len(words) <= 12 and any(w in _REFERRING for w in words)
 
 
+_INTERROGATIVE = re.compile(
+    r"^(?:how|what|when|where|which|who|whom|whose|why|can|could|do|does|did|is|are|was|were|"
+    r"will|would|should|shall|may|might|have|has|am)\b",
+    re.IGNORECASE,
+)
+
+
+def is_rewrite(text: str, conversation: str) -> bool:
+    """Whether the model's rewrite of a follow-up is a usable search query: one question,
+    not an answer. A small model often answers instead ("Express shipping costs $10.95."),
+    and that answer, searched, finds the wrong article or is echoed back as fact."""
+    text = text.strip()
+    if not text or len(text) > 300:
+        return False
+    if not (text.endswith("?") or _INTERROGATIVE.match(text)):
+        return False
+    known = set(re.findall(r"\d+(?:[.,]\d+)?", conversation))
+    return all(number in known for number in re.findall(r"\d+(?:[.,]\d+)?", text))
+
+
+def _topic(question: str, history: list[Turn]) -> tuple[str, ...]:
+    """For a follow-up, the sources of the articles the last answer cited (what "it" is)."""
+    if not history or not looks_like_followup(question):
+        return ()
+    for turn in reversed(history):
+        if turn.role == "assistant":
+            return tuple(c.source for c in turn.citations)
+    return ()
+
+
 def session_meta_after(session: Session, older: list[Turn]) -> list[Turn]:
     """The turns of `older` after the last one the running summary covers."""
     upto = session.meta.get("summary_upto", "")
@@ -163,10 +203,16 @@ class ConversationManager:
         self.embedder: Embedder | None = None
         # Business actions on a Rasa action server (set when an actions file is configured).
         self.actions: ActionEngine | None = None
+        # Quote-first answers (made on first use from the embedder; see `answers.mode`).
+        self.quotes: QuoteAnswerer | None = None
 
     def no_answer_text(self, channel: str | None) -> str:
         """The "I don't know" reply: the prompt file's wording, else the policy's."""
         return self.prompts.config.wording.no_answer or self.policies.messages(channel).no_answer
+
+    def unsure_text(self, channel: str | None) -> str:
+        """Said after a quote that may not answer the question: the prompt file's wording."""
+        return self.prompts.config.wording.unsure
 
     def handoff_text(self, channel: str | None) -> str:
         """What the customer is told when a person is asked for."""
@@ -409,8 +455,26 @@ class ConversationManager:
         only what follows it is streamed.
         """
         question, user_turn = asked.question or asked.turn.text, asked.turn
-        query = await self._standalone(question, history, record)
-        passages = await self._retrieve(query, record, context)
+        quoting = self._quoting()
+        search = self.retriever if isinstance(self.retriever, ArticleSearch) else None
+        if search is not None:  # "forgot my pasword": the help center's own spelling
+            question = search.fix_spelling(question)
+        query = await self._standalone(question, history, record, quoting)
+        topic = _topic(question, history)
+        passages = await self._retrieve(query, record, context, quoting, topic)
+        choice = None
+        if quoting and not record.abstained and not record.retrieval_error:
+            assert self.quotes is not None
+            with stage("quotes"):
+                choice = await asyncio.to_thread(
+                    self.quotes.answer,
+                    question,
+                    passages,
+                    query=query,
+                    said=[t.text for t in history if t.role == "assistant"],
+                    topic=topic,
+                )
+            record.abstained = not choice.units
         if record.abstained:
             # Nothing in the help center answers this: say so rather than let the model
             # guess. The model is not asked at all.
@@ -423,30 +487,23 @@ class ConversationManager:
             await self._hand_off(session.id, handoff)
             yield self._final(session, reply, asked.in_reply_to, handoff)
             return
-        prompt = build_prompt(
-            prompts=self.prompts,
-            channel=asked.channel,
-            summary=session.meta.get("summary", "") if self._settings.sessions.summarize else "",
-            question=question,
-            passages=passages,
-            history=history,
-            budget=self._settings.llm.prompt_token_budget,
-            count_tokens=self.llm.count_tokens,
-        )
-        messages = prompt.messages
-        if said:  # the model continues its own unfinished answer
-            messages = [*messages, ChatMessage("assistant", said)]
         parts: list[str] = [said]
         outputs: list[OutputFilter] = []
-        rules = policies.pipeline(asked.channel).policy.grounding
-        # Without a working knowledge base there is nothing to check against: the turn is
-        # already degraded (no passages), and every claim would look unsupported.
-        checkable = not record.retrieval_error and self.embedder is not None
-        if rules.enabled and checkable and not said:
-            events = self._grounded(policies, outputs, prompt, rules, record, started, context)
+        known = "\n".join(strip_markup(p.text) for p in passages)
+        if choice is not None:
+            # The answer is the help center's own sentences: nothing for the model to do.
+            outputs.append(policies.output_filter(context, known=known))
+            quoted = compose(choice.units)
+            if choice.best < self._settings.answers.sure_score:
+                # A near miss: quoted, with an honest doubt and the offer of a person.
+                quoted += "\n\n" + self.unsure_text(asked.channel)
+            events = self._release(policies, outputs[0], quoted.removeprefix(said.strip()))
+            citations = citations_of(choice.units)
         else:
-            outputs.append(policies.output_filter(context))
-            events = self._generate(policies, outputs[0], messages, record, started)
+            events, citations = self._written(
+                policies, outputs, session, asked, question, passages, history, record, context,
+                started, said,
+            )  # fmt: skip
         async for event in events:
             if isinstance(event, Token):
                 parts.append(event.text)
@@ -468,10 +525,12 @@ class ConversationManager:
             answer = Turn("assistant", self.no_answer_text(asked.channel), kind="no_answer")
             yield Token(answer.text)
         else:
+            if choice is None:
+                citations = cite_answer(text, passages)
             answer = Turn(
                 "assistant",
                 text,
-                citations=_cite(prompt.passages),
+                citations=citations,
                 kind="fallback" if record.model_error else "",
             )
         await self.store.append(session.id, [await _for_storage(policies, answer, context)])
@@ -484,6 +543,69 @@ class ConversationManager:
         # before the next message of this conversation is taken (it waits on the lock).
         await self._remember(session, policies, context)
 
+    def _quoting(self) -> bool:
+        """Whether answers are quoted from the help center (`answers.mode`): needs the
+        embedding model (a test build without one writes answers instead)."""
+        if self._settings.answers.mode != "quote" or self.embedder is None:
+            return False
+        if self.quotes is None:
+            answers = self._settings.answers
+            self.quotes = QuoteAnswerer(
+                self.embedder, min_score=answers.min_score, max_chars=answers.max_chars
+            )
+        return True
+
+    async def _release(
+        self, policies: PolicyEngine, output: OutputFilter, text: str
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """A finished answer through the output policy, as the customer may see it."""
+        for piece in (await policies.feed(output, text), await policies.flush(output)):
+            if piece:
+                yield Token(piece)
+
+    def _written(
+        self,
+        policies: PolicyEngine,
+        outputs: list[OutputFilter],
+        session: Session,
+        asked: _Asked,
+        question: str,
+        passages: list[Passage],
+        history: list[Turn],
+        record: _TurnAudit,
+        context: Context,
+        started: float,
+        said: str,
+    ) -> tuple[AsyncGenerator[ReplyEvent, None], tuple[Citation, ...]]:
+        """The model's answer from the passages (`answers.mode: generate`), checked by the
+        grounding policy when it is on."""
+        prompt = build_prompt(
+            prompts=self.prompts,
+            channel=asked.channel,
+            summary=session.meta.get("summary", "") if self._settings.sessions.summarize else "",
+            question=question,
+            passages=passages,
+            history=history,
+            budget=self._settings.llm.prompt_token_budget,
+            count_tokens=self.llm.count_tokens,
+        )
+        messages = prompt.messages
+        if said:  # the model continues its own unfinished answer
+            messages = [*messages, ChatMessage("assistant", said)]
+        rules = policies.pipeline(asked.channel).policy.grounding
+        # Without a working knowledge base there is nothing to check against: the turn is
+        # already degraded (no passages), and every claim would look unsupported.
+        checkable = not record.retrieval_error and self.embedder is not None
+        known = "\n".join(strip_markup(p.text) for p in prompt.passages)
+        if rules.enabled and checkable and not said:
+            events = self._grounded(
+                policies, outputs, prompt, rules, record, started, context, question
+            )
+        else:
+            outputs.append(policies.output_filter(context, known=known))
+            events = self._generate(policies, outputs[0], messages, record, started)
+        return events, ()
+
     async def _grounded(
         self,
         policies: PolicyEngine,
@@ -493,20 +615,32 @@ class ConversationManager:
         record: _TurnAudit,
         started: float,
         context: Context,
+        question: str,
     ) -> AsyncGenerator[ReplyEvent, None]:
         """The answer, released sentence by sentence once the grounding check has found it
-        supported by the passages. An unsupported sentence is handled as the policy says:
-        `drop` it; `refer` (stop, and point to the articles with an offer of a person); or
-        `regenerate`: stop, and let the model go on once from what was shown with a
-        stricter instruction, dropping whatever is still unsupported."""
+        supported by the passages (a sentence that only repeats the `question` is not). An
+        unsupported sentence is handled as the policy says: `drop` it; `refer` (stop, and
+        point to the articles with an offer of a person); or `regenerate`: stop, and let the
+        model go on once from what was shown with a stricter instruction, dropping whatever
+        is still unsupported."""
         assert self.embedder is not None
         checker = GroundingChecker.from_rules(rules, self.embedder)
         texts = [p.text for p in prompt.passages]
+        known = "\n".join(strip_markup(text) for text in texts)
         shown: list[str] = []
         judged: list[SentenceCheck] = []
         messages, retried = prompt.messages, False
+
+        def judge(checks: list[SentenceCheck]) -> list[SentenceCheck]:
+            return [
+                replace(c, supported=False, reason="echo")
+                if c.supported and is_echo(c.text, question)
+                else c
+                for c in checks
+            ]
+
         while True:
-            output = policies.output_filter(context)
+            output = policies.output_filter(context, known=known)
             outputs.append(output)
             stream = StreamingGrounding(checker, texts)
             stop: SentenceCheck | None = None
@@ -515,13 +649,21 @@ class ConversationManager:
                     self._generate(policies, output, messages, record, started)
                 ) as events:
                     async for event in events:
+                        if isinstance(event, Notice) and event.code == "model_unavailable":
+                            # The model failed: the sentence still held is judged and goes
+                            # out before the fallback reply, never glued after it.
+                            for check in judge(await asyncio.to_thread(stream.flush)):
+                                judged.append(check)
+                                if check.supported:
+                                    shown.append(check.raw)
+                                    yield Token(check.raw)
                         if not isinstance(event, Token):
                             yield event
                             continue
                         if record.model_error:  # the fallback reply: not a claim to judge
                             yield event
                             continue
-                        for check in await asyncio.to_thread(stream.feed, event.text):
+                        for check in judge(await asyncio.to_thread(stream.feed, event.text)):
                             judged.append(check)
                             if check.supported:
                                 shown.append(check.raw)
@@ -532,7 +674,7 @@ class ConversationManager:
                         if stop is not None:
                             break
                 if stop is None and stream.held.strip():
-                    for check in await asyncio.to_thread(stream.flush):
+                    for check in judge(await asyncio.to_thread(stream.flush)):
                         judged.append(check)
                         if check.supported:
                             shown.append(check.raw)
@@ -577,9 +719,14 @@ class ConversationManager:
             return ""
         return "".join(pieces).strip()
 
-    async def _standalone(self, question: str, history: list[Turn], record: _TurnAudit) -> str:
+    async def _standalone(
+        self, question: str, history: list[Turn], record: _TurnAudit, quoting: bool = False
+    ) -> str:
         """The question as a stand-alone search query: a follow-up ("and for express?") is
-        rewritten with what it refers to, from the conversation (redacted text only)."""
+        rewritten with what it refers to, from the conversation (redacted text only). With
+        quoted answers the previous question is put in front (the quote scorer weighs the
+        customer's own words of the follow-up double); the model's rewrite is used only
+        when it is a question that adds no number of its own."""
         mode = self._settings.sessions.rewrite_followups
         if mode == "off" or not history or not looks_like_followup(question):
             return question
@@ -587,7 +734,7 @@ class ConversationManager:
         if not asked_before:
             return question
         fallback = f"{asked_before[-1]} {question}"
-        if mode == "concat":
+        if mode == "concat" or quoting:
             record.rewritten = "concat"
             return fallback
         recent = history[-4:]
@@ -603,7 +750,7 @@ class ConversationManager:
                 48,
             )
         text = text.splitlines()[0].strip().strip('"') if text else ""
-        if not text or len(text) > 300:
+        if not is_rewrite(text, f"{transcript}\n{question}"):
             record.rewritten = "concat"
             return fallback
         record.rewritten = "llm"
@@ -730,18 +877,36 @@ class ConversationManager:
         record.total_s = time.perf_counter() - started
         audit.info("turn %s", json.dumps(asdict(record)))
 
-    async def _retrieve(self, question: str, record: _TurnAudit, context: Context) -> list[Passage]:
+    async def _retrieve(
+        self,
+        question: str,
+        record: _TurnAudit,
+        context: Context,
+        quoting: bool = False,
+        topic: Sequence[str] = (),
+    ) -> list[Passage]:
         try:
             searched = time.perf_counter()
             with stage("retrieval"):
-                passages, confidence = await self.retriever.search_with_confidence(
-                    question, self._settings.knowledge.top_k
-                )
+                if quoting and isinstance(self.retriever, ArticleSearch):
+                    # Whole sections of the best articles: the answering sentence may sit
+                    # in any section of an article, not only in its closest chunk.
+                    answers = self._settings.answers
+                    passages, confidence = await self.retriever.search_articles(
+                        question, answers.articles, answers.sections_per_article, topic
+                    )
+                else:
+                    passages, confidence = await self.retriever.search_with_confidence(
+                        question, self._settings.knowledge.top_k
+                    )
             RETRIEVAL_SECONDS.observe(time.perf_counter() - searched)
             threshold = self.retriever.threshold
             record.confidence = confidence
+            # Quoted answers decline on their own, sharper signal: no sentence of the help
+            # center answers well enough (`answers.min_score`).
             if (
                 self._settings.knowledge.abstain
+                and not quoting
                 and confidence is not None
                 and threshold is not None
             ):
@@ -818,11 +983,3 @@ def _sent(turns: list[Turn], client_id: str | None) -> tuple[Turn, Turn | None] 
             after = turns[i + 1] if i + 1 < len(turns) else None
             return turn, after if after is not None and after.role == "assistant" else None
     return None
-
-
-def _cite(passages: list[Passage]) -> tuple[Citation, ...]:
-    """The articles the answer was grounded in, best first, each once."""
-    seen: dict[str, Citation] = {}
-    for passage in passages:
-        seen.setdefault(passage.citation.source, passage.citation)
-    return tuple(seen.values())

@@ -7,6 +7,7 @@ first, then passages are dropped from the lowest-ranked up.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -14,9 +15,12 @@ from typing import Any
 
 from bot.llm.base import ChatMessage
 from bot.prompt_file import Prompts, load_prompt
+from bot.quotes import strip_markup
 from bot.types import Passage, Turn
 
 NO_PASSAGES = "(No relevant article was found.)"
+# Text the PII stage put in place of personal data: <EMAIL_ADDRESS>, <PERSON_3f9a0c>...
+PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]+(?:[:_][0-9a-f]+)?>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,9 +37,11 @@ def passage_variables(passages: Sequence[Passage]) -> list[dict[str, Any]]:
     return [
         {
             "rank": rank,
-            "title": p.citation.title,
+            "title": strip_markup(p.citation.title),
             "source": p.citation.source,
-            "text": p.text.strip(),
+            # The model copies what it reads: "**5 business days**" would reach the
+            # customer as literal asterisks.
+            "text": strip_markup(p.text).strip(),
         }
         for rank, p in enumerate(passages, start=1)
     ]
@@ -70,8 +76,11 @@ def build_prompt(
     for example in prompts.config.examples:
         examples += [ChatMessage("user", example.user), ChatMessage("assistant", example.assistant)]
 
+    texts = [question, summary, *(t.text for t in history), *(p.text for p in passages)]
+    redacted = any(PLACEHOLDER.search(text) for text in texts)
+
     def assemble() -> list[ChatMessage]:
-        system = prompts.system(channel, passage_variables(kept_passages), summary)
+        system = prompts.system(channel, passage_variables(kept_passages), summary, redacted)
         messages = [ChatMessage("system", system), *examples]
         messages += [ChatMessage(turn.role, turn.text) for turn in kept_history]
         messages.append(ChatMessage("user", question))

@@ -9,8 +9,10 @@ and renders exactly the prompt Switchboard used before the file existed.
 
 Template variables: `company`, `persona`, `tone`, `rules` (`cite_sources`, `max_sentences`),
 `format` (the channel's format instruction, "" when none), `languages`, `channel`,
-`summary` (the running summary of a long conversation, "" when none) and `passages` (a list
-of `rank`, `title`, `source`, `text`).
+`summary` (the running summary of a long conversation, "" when none), `passages` (a list
+of `rank`, `title`, `source`, `text`) and `redacted` (true when the conversation holds text
+replaced for privacy, such as <EMAIL_ADDRESS>: only then does the model hear of it, so it
+has no placeholder to parrot).
 """
 
 from __future__ import annotations
@@ -33,7 +35,18 @@ from policies.yaml_lines import Problem, YamlFileError, locate, validate_yaml
 log = logging.getLogger(__name__)
 
 VARIABLES = frozenset(
-    ("company", "persona", "tone", "rules", "format", "languages", "channel", "summary", "passages")
+    (
+        "company",
+        "persona",
+        "tone",
+        "rules",
+        "format",
+        "languages",
+        "channel",
+        "summary",
+        "passages",
+        "redacted",
+    )
 )
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
 
@@ -55,6 +68,11 @@ class Wording(Strict):
         None, description="The 'I don't know' reply (default: the policy file's messages)."
     )
     handoff: str | None = Field(None, description="Said when a person is asked for.")
+    unsure: str = Field(
+        "I'm not sure this answers your question. If it doesn't, I can connect you with a person.",
+        min_length=1,
+        description="Said after a quoted answer the bot is not sure of (answers.sure_score).",
+    )
 
 
 class PromptFile(Strict):
@@ -98,7 +116,13 @@ class Prompts:
         self.digest = digest
         self._template = _ENV.from_string(config.system)
 
-    def system(self, channel: str, passages: list[dict[str, Any]], summary: str = "") -> str:
+    def system(
+        self,
+        channel: str,
+        passages: list[dict[str, Any]],
+        summary: str = "",
+        redacted: bool = False,
+    ) -> str:
         config = self.config
         return self._template.render(
             company=self.company,
@@ -110,6 +134,7 @@ class Prompts:
             channel=channel,
             summary=summary,
             passages=passages,
+            redacted=redacted,
         ).strip()
 
 
@@ -156,7 +181,7 @@ def _check_template(root: yaml.Node, config: PromptFile, filename: str, company:
         )
     sample = [{"rank": 1, "title": "Returns", "source": "returns.md", "text": "30 days."}]
     try:
-        Prompts(config, company).system("web", sample, "The customer asked about a refund.")
+        Prompts(config, company).system("web", sample, "The customer asked about a refund.", True)
     except (UndefinedError, SecurityError, TypeError, ValueError) as exc:
         raise fail(first, f"the template cannot be rendered: {exc}") from exc
 

@@ -159,6 +159,51 @@ class KnowledgeSettings(BaseModel):
         return self
 
 
+class AnswerSettings(BaseModel):
+    """How answers are made from the help center."""
+
+    mode: Literal["quote", "generate"] = Field(
+        "quote",
+        description="'quote': the answer is the help center's own sentences that answer the "
+        "question, chosen by a scorer (no sentence good enough: 'I don't know'); 'generate': "
+        "the model writes the answer from the passages, checked by the grounding policy.",
+    )
+    min_score: float = Field(
+        0.5,
+        ge=0,
+        le=2,
+        description="Quote mode: the score the best sentence needs (MiniLM cosine with the "
+        "question + 0.35 × the share of the question's rarer words it holds); below it, the "
+        "bot says it doesn't know and offers a person.",
+    )
+    sure_score: float = Field(
+        0.65,
+        ge=0,
+        le=2,
+        description="Quote mode: below this score (and above min_score) the quote is sent "
+        "with the prompt file's `wording.unsure` (an offer of a person).",
+    )
+    articles: int = Field(3, ge=1, le=10, description="Quote mode: articles quoted from.")
+    sections_per_article: int = Field(
+        8, ge=1, le=50, description="Quote mode: chunks read from each of those articles."
+    )
+    max_chars: int = Field(
+        700,
+        ge=100,
+        le=5000,
+        description="Quote mode: the longest answer; a second paragraph that would make it "
+        "longer is left out (the first is always quoted).",
+    )
+
+    @model_validator(mode="after")
+    def _scores_in_order(self) -> AnswerSettings:
+        if self.sure_score < self.min_score:
+            raise ValueError(
+                f"sure_score ({self.sure_score}) must be at least min_score ({self.min_score})"
+            )
+        return self
+
+
 class SessionSettings(BaseModel):
     """Conversation storage."""
 
@@ -387,6 +432,7 @@ class Settings(BaseSettings):
 
     llm: LLMSettings = Field(default_factory=LLMSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
+    answers: AnswerSettings = Field(default_factory=AnswerSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 import bm25s  # type: ignore[import-untyped]
@@ -59,8 +60,10 @@ class BM25Index:
             corpus = [tokenize(text) or [""] for text in texts]
             self._bm25.index(corpus, show_progress=False)
             self._vocab: frozenset[str] = frozenset(self._bm25.vocab_dict)
+            self.document_counts = Counter(word for words in corpus for word in set(words))
         else:
             self._vocab = frozenset()
+            self.document_counts = Counter()
 
     def __len__(self) -> int:
         return self._size

@@ -31,6 +31,7 @@ from knowledge.bm25 import BM25Index
 from knowledge.embeddings import Embedder, query_text
 from knowledge.index import VectorIndex
 from knowledge.retriever import VersionWatcher
+from knowledge.spelling import SpellingFixer
 
 Mode = Literal["hybrid", "bm25", "dense"]
 Fusion = Literal["score", "rrf"]
@@ -163,10 +164,20 @@ class _Loaded:
     by_article: Indices
     starts: Indices
     grouped: bool  # chunks already stored article by article: `by_article` is the identity
+    spelling: SpellingFixer
 
     def by_article_order(self, scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Per-chunk `scores` in `by_article` order (no copy when already grouped)."""
         return scores if self.grouped else scores[self.by_article]
+
+    def articles_of(self, sources: Sequence[str]) -> list[int]:
+        """The article numbers of `sources` (unknown ones left out), in that order."""
+        if not sources:
+            return []
+        number = {
+            self.index.chunks[int(c)].source: a for a, c in enumerate(self.by_article[self.starts])
+        }
+        return [number[s] for s in dict.fromkeys(sources) if s in number]
 
     def article_chunks(self, article: int) -> Indices:
         end = self.starts[article + 1] if article + 1 < len(self.starts) else len(self.by_article)
@@ -185,7 +196,9 @@ def _load(index: VectorIndex) -> _Loaded:
     bounds = [*starts.tolist(), len(texts)]
     articles = ["\n\n".join(texts[a:b]) for a, b in itertools.pairwise(bounds)]
     grouped = bool((np.diff(codes) >= 0).all())  # ingest writes an article's chunks together
-    return _Loaded(index, BM25Index(articles), by_article, starts, grouped)
+    bm25 = BM25Index(articles)
+    spelling = SpellingFixer(bm25.vocabulary, bm25.document_counts)
+    return _Loaded(index, bm25, by_article, starts, grouped, spelling)
 
 
 class HybridRetriever:
@@ -251,6 +264,11 @@ class HybridRetriever:
     def ready(self) -> bool:
         return self._loaded is not None
 
+    def fix_spelling(self, text: str) -> str:
+        """`text` with its typos corrected against the help center's words ("pasword")."""
+        loaded = self._loaded
+        return text if loaded is None else loaded.spelling.fix(text)
+
     def vocabulary(self) -> frozenset[str]:
         """The knowledge base's words, lower case (empty until an index is loaded): the
         storage `scrub` stage keeps a capitalized word the help center itself uses."""
@@ -286,17 +304,23 @@ class HybridRetriever:
         """The probability (0-1) that the knowledge base answers `query`."""
         return (await self.retrieve(query, 1)).confidence
 
-    async def retrieve(self, query: str, k: int) -> Retrieval:
-        """Passages, abstention features and confidence in one pass."""
+    async def retrieve(
+        self, query: str, k: int, per_article: int | None = None, prefer: Sequence[str] = ()
+    ) -> Retrieval:
+        """Passages, abstention features and confidence in one pass. `per_article`: the
+        best `k` articles with up to that many chunks each, in article order (for quoting),
+        instead of the best `k` chunks."""
         loaded = self._loaded
         if loaded is None:
             raise RuntimeError("HybridRetriever.search() called before warm_up()")
         if not query.strip() or k <= 0 or not loaded.index.chunks:
             return Retrieval([], (0.0,) * len(FEATURES), 0.0)
         # Embedding, scoring (and the occasional reload) are CPU-bound: off the event loop.
-        return await asyncio.to_thread(self._retrieve_sync, query, k)
+        return await asyncio.to_thread(self._retrieve_sync, query, k, per_article, prefer)
 
-    def _retrieve_sync(self, query: str, k: int) -> Retrieval:
+    def _retrieve_sync(
+        self, query: str, k: int, per_article: int | None = None, prefer: Sequence[str] = ()
+    ) -> Retrieval:
         self._watcher.poll(self.version, self.reload)
         loaded = self._loaded
         assert loaded is not None  # set by warm_up(), never unset
@@ -316,13 +340,28 @@ class HybridRetriever:
             tops = [int(np.argmax(article_dense))]
             tops += [int(np.argmax(article_bm25))] if article_bm25.max() > 0 else []
             order = promote_tops(order, tops)
-        chunks = self._select(loaded, order, score, dense, k)
+        if per_article is None:
+            chunks = self._select(loaded, order, score, dense, k)
+        else:
+            wanted = [a for a in loaded.articles_of(prefer) if a not in order[:k]]
+            chunks = _sections(loaded, [*wanted, *order[:k]], dense, per_article)
         features = _features(article_dense, article_bm25, fused, terms)
         confidence = (
             float("nan") if self._abstention is None else self._abstention.probability(features)
         )
         passages = [_passage(loaded, i, float(score[a])) for i, a in chunks]
         return Retrieval(passages, features, confidence)
+
+    async def search_articles(
+        self, query: str, articles: int, per_article: int, prefer: Sequence[str] = ()
+    ) -> tuple[list[Passage], float | None]:
+        """Whole sections for quoting: the best `articles` articles, each with up to
+        `per_article` of its chunks (the closest in meaning, shown in the article's own
+        order), and the confidence as `search_with_confidence` gives it. `prefer`: sources
+        of articles to include first whatever their rank (the ones the conversation is
+        about: "does it expire?" names no topic of its own)."""
+        found = await self.retrieve(query, articles, per_article=per_article, prefer=prefer)
+        return found.passages, None if self._abstention is None else found.confidence
 
     def _article_scores(
         self, dense: npt.NDArray[np.float32], bm25: npt.NDArray[np.float32], fused: Scores
@@ -364,6 +403,19 @@ class HybridRetriever:
             vectors = loaded.index.embeddings[picked]
             picked = mmr(picked, relevance.tolist(), vectors, k, self._mmr_lambda)
         return [(c, article_of[c]) for c in picked[:k]]
+
+
+def _sections(
+    loaded: _Loaded, articles: Sequence[int], dense: npt.NDArray[np.float32], per_article: int
+) -> list[tuple[int, int]]:
+    """(chunk, article) pairs: each article's `per_article` chunks closest in meaning, in the
+    order the article has them."""
+    picked = []
+    for article in articles:
+        chunks = loaded.article_chunks(article)
+        best = chunks[np.lexsort((chunks, -dense[chunks]))][:per_article]
+        picked += [(int(c), article) for c in sorted(best.tolist())]
+    return picked
 
 
 def settle_garbage_collector() -> None:

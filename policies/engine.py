@@ -27,7 +27,13 @@ from policies.injection import InjectionStage
 from policies.limits import LengthStage, RateLimiter
 from policies.links import LinkStage
 from policies.output import OutputFilter
-from policies.pii import PresidioRedactor, Redaction, Redactor
+from policies.pii import (
+    JUDGED_ENTITIES,
+    KeepingRedactor,
+    PresidioRedactor,
+    Redaction,
+    Redactor,
+)
 from policies.pii_rules import PiiPolicy
 from policies.pseudonyms import Pseudonymizer, PseudonymVault
 from policies.schema import Messages, PolicyFile, default_policy_path, load_policy
@@ -256,8 +262,9 @@ class PolicyEngine:
                 text = verdict.text
         return text
 
-    def output_filter(self, context: Context | None = None) -> OutputFilter:
-        """A new filter for one answer; drive it with `feed` and `flush`."""
+    def output_filter(self, context: Context | None = None, known: str = "") -> OutputFilter:
+        """A new filter for one answer; drive it with `feed` and `flush`. `known`: the
+        help-center text the answer is grounded in, whose words are never redacted."""
         context = replace(context, point="output") if context else Context("output")
         pipeline = self.pipeline(context.channel)
         policy = pipeline.policy
@@ -265,6 +272,8 @@ class PolicyEngine:
         redactor: Redactor = (
             pipeline.pii.for_conversation(context.conversation) if "pii" in names else _NoRedactor()
         )
+        if known and "pii" in names:
+            redactor = KeepingRedactor(redactor, known=known)
         stages = pipeline.points["output"]
         max_chars = policy.limits.max_answer_chars if "limits" in names else 0
         stream = StreamingRedactor(redactor, policy.output.max_hold_chars)
@@ -373,7 +382,13 @@ class PolicyEngine:
         # stream's own redactor and cut (`output_filter`): neither needs a stage object.
         points: dict[Point, list[TextPolicy]] = {
             "input": [makers[n]() for n in policy.stages.input],
-            "retrieval": [makers[n]() for n in policy.stages.retrieval],
+            # Help-center text: structured PII only (see `KeepingRedactor`).
+            "retrieval": [
+                PiiStage(KeepingRedactor(pii.redactor, skip_types=JUDGED_ENTITIES), pii.pseudonyms)
+                if n == "pii"
+                else makers[n]()
+                for n in policy.stages.retrieval
+            ],
             "output": [makers[n]() for n in policy.stages.output if n not in ("pii", "limits")],
             "storage": [makers[n]() for n in policy.stages.storage if n != "pii"],
         }
