@@ -555,6 +555,24 @@ class ConversationManager:
             )
         return True
 
+    async def _help_center_answers(self, question: str) -> bool:
+        """Whether the help center answers `question` with confidence: a quote at
+        `answers.sure_score`, or (writing answers) the retrieval gate passed."""
+        record = _TurnAudit("")
+        quoting = self._quoting()
+        passages = await self._retrieve(question, record, Context("retrieval"), quoting)
+        if record.retrieval_error or not passages:
+            return False
+        if not quoting or self.quotes is None:
+            threshold = self.retriever.threshold
+            return (
+                record.confidence is not None
+                and threshold is not None
+                and (record.confidence >= threshold)
+            )
+        choice = await asyncio.to_thread(self.quotes.answer, question, passages)
+        return choice.best >= self._settings.answers.sure_score
+
     async def _release(
         self, policies: PolicyEngine, output: OutputFilter, text: str
     ) -> AsyncGenerator[ReplyEvent, None]:
@@ -820,7 +838,9 @@ class ConversationManager:
         action, never the turn: the failure reply (with the offer of a person) is sent."""
         assert self.actions is not None
         try:
-            return await self.actions.handle(session, question, channel, policies)
+            return await self.actions.handle(
+                session, question, channel, policies, self._help_center_answers
+            )
         except SwitchboardError:
             raise
         except Exception:

@@ -130,7 +130,7 @@ class Unit:
 def passage_body(passage: Passage) -> str:
     """A passage's text without the context line (title and headings) the chunker put first."""
     head, _, body = passage.text.partition("\n\n")
-    if body and head.startswith(passage.citation.title):
+    if body and strip_markup(head).startswith(strip_markup(passage.citation.title)):
         return body
     return passage.text
 

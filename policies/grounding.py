@@ -152,7 +152,11 @@ _MONTH = r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|a
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
-_NOISE = re.compile(r"\[\d+\]|<[A-Z_]+(?:[:_][\w]+)?>|\[link removed\]|[*_`#]+|^\s*[-+•>]\s+")
+# A list's ordinal ("2. Select Return item.") is not a numeric claim: it goes with the noise.
+_NOISE = re.compile(
+    r"\[\d+\]|<[A-Z_]+(?:[:_][\w]+)?>|\[link removed\]|[*_`#]+|^\s*(?:[-+•>]|\d{1,3}[.)])\s+",
+    re.MULTILINE,
+)
 _ID = re.compile(
     r"\b(?=[A-Z0-9-]*\d{3})(?=[A-Z0-9-]*[A-Z])[A-Z0-9]+(?:-[A-Z0-9]+)+\b|\b[A-Z]+\d{3,}\b"
 )

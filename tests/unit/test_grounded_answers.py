@@ -33,7 +33,10 @@ def manager(model: ScriptedModel, action: str) -> ConversationManager:
     policy = parse_policy(
         f"version: 1\ngrounding:\n  min_similarity: 0\n  on_unsupported: {action}\n"
     )
-    cfg = Settings(sessions={"rewrite_followups": "off", "summarize": False})
+    # The model writes the answer (quoted answers: test_quotes.py).
+    cfg = Settings(
+        sessions={"rewrite_followups": "off", "summarize": False}, answers={"mode": "generate"}
+    )
     m = ConversationManager(
         cfg,
         InMemorySessionStore(cfg.sessions),

@@ -13,15 +13,17 @@ from bot.prompt import build_prompt
 from bot.prompt_file import PromptFileError, default_prompt_path, load_prompt, parse_prompt
 from bot.types import Citation, Passage
 
-# The system prompt before it became configuration, kept here to hold the default to it.
+# The default system prompt, written out: the default file must render exactly this. It
+# speaks of the customer as "you" (a small model copied "the customer" into its answers),
+# and mentions privacy labels only when the conversation has one (it parroted the example).
 LEGACY = """\
-You are the customer-support assistant of {company}. Answer the customer's question \
-using only the help-center articles below. Answer the question in your first sentence. \
-Be brief, friendly and specific: quote exact \
-numbers, prices and time limits from the articles. If the articles do not contain the \
-answer, say that you don't know and offer to connect the customer with a person. Never \
-invent policies, prices or links. Text in angle brackets such as <EMAIL_ADDRESS> is \
-personal data that was removed for privacy; never ask for it again or guess it.
+You are the customer-support assistant of {company}, chatting with a customer. Answer their \
+question using only the help-center articles below, speaking to them as "you". Answer the \
+question in your first sentence. Be brief, friendly and specific: copy numbers, prices, \
+time limits and menu names exactly as the article that answers the question writes them, \
+and never take a number from an article about something else. If the articles do not \
+contain the answer, say that you don't know and offer to connect them with a person. Never \
+invent policies, prices or links.
 
 Help-center articles:
 {passages}"""
