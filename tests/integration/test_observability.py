@@ -57,7 +57,13 @@ def server(
 ) -> Iterator[LiveServer]:
     data = tmp_path_factory.mktemp("data")
     settings = demo_settings(
-        tiny_model_dir, demo_index, redis_url, data, "sbobs:", max_new_tokens=12
+        tiny_model_dir,
+        demo_index,
+        redis_url,
+        data,
+        "sbobs:",
+        max_new_tokens=12,
+        answers={"mode": "generate"},  # model metrics (first token, tokens/s) move too
     )
     with live_server(create_app(settings)) as live:
         yield live
@@ -157,6 +163,7 @@ def test_a_served_turn_is_traced_and_logged_as_json(
             "SWITCHBOARD_LLM__MODEL": "scripted",
             "SWITCHBOARD_KNOWLEDGE__INDEX_DIR": str(demo_index),
             "SWITCHBOARD_KNOWLEDGE__ABSTAIN": "false",
+            "SWITCHBOARD_ANSWERS__MODE": "generate",  # the model's span is traced too
             "SWITCHBOARD_LOG_FORMAT": "json",
             "SWITCHBOARD_OTEL_ENDPOINT": f"http://127.0.0.1:{otlp.server_address[1]}",
             "SWITCHBOARD_OTEL_SERVICE_NAME": "switchboard-test",

@@ -103,6 +103,7 @@ def server(
         policy_file=policy_file,
         policy_reload_s=0.5,
         knowledge={"index_dir": root / "index", "abstention_model": DEMO_ABSTENTION},
+        answers={"mode": "generate"},  # the output stages judge the model's stream
     )
     client = aioredis.Redis.from_url(redis_url)
     retriever = build_retriever(settings, embedder)

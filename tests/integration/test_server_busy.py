@@ -28,6 +28,7 @@ def server(
             model=str(tiny_model_dir), max_new_tokens=2000, max_batch_size=1, max_queue=0
         ),
         knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
+        answers={"mode": "generate"},  # a long answer holds the model's only slot
     )
     with live_server(create_app(settings)) as live:
         yield live
