@@ -1,6 +1,7 @@
 """Answers you can trust, measured on TechQA: quality, grounding, declining, turn time.
 
     .venv/bin/python bench/answers.py [--answerable 40] [--unanswerable 40] [--seed 0]
+                                      [--mode quote|generate]
                                       [--save FILE.jsonl] [--load FILE.jsonl]
 
 The TechQA help center (../shared/eval/techqa/kb) is indexed with MiniLM; questions go
@@ -19,6 +20,9 @@ counts as declined). Then the grounding check's catch rate on answers with a pla
 that the passages do not contain, and its false alarms on the same answers unplanted.
 Medians and p95 of turn time. Figures, not a pass/fail test.
 
+`--mode` picks how answers are made (`answers.mode`): quoted from the help center (the
+default) or written by the model. With quotes, the "gate" below is the best quote's score
+(`answers.min_score`), and every question gets its best quote before it is applied.
 The pipeline runs with the "I don't know" gate off, so every question gets the model's
 answer, and the gate's confidence is recorded: the figures apply the gate afterwards at the
 bundled threshold (what the product does; a gated turn costs its retrieval time), then at
@@ -51,6 +55,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.turn_latency import pct
+from bot.settings import AnswerSettings
+
+MIN_SCORE = AnswerSettings().min_score  # quoted answers decline below it
 
 if TYPE_CHECKING:
     from policies.grounding import GroundingChecker
@@ -228,6 +235,9 @@ async def run(args: argparse.Namespace) -> None:
             # it afterwards at the bundled threshold and at every other (`sweep`).
             knowledge={"index_dir": Path(tmp) / "index", "abstain": False},
             sessions={"rewrite_followups": "off", "summarize": False},
+            # Quoted answers: every question gets its best quote (no decline), and the
+            # "gate" swept below is the quote score (`answers.min_score`), not retrieval's.
+            answers={"mode": args.mode, "min_score": 0.0, "sure_score": 0.0},
         )
         parts = build_components(settings)
         await parts.start()
@@ -249,6 +259,8 @@ async def run(args: argparse.Namespace) -> None:
                 found, confidence = await parts.retriever.search_with_confidence(
                     row["question"][:1500], settings.knowledge.top_k
                 )
+                if args.mode == "quote":
+                    confidence = await quote_score(parts, row["question"][:1500])
                 gate_seconds = time.perf_counter() - started
                 passages = [p.text for p in found]
                 result = Result(
@@ -266,11 +278,21 @@ async def run(args: argparse.Namespace) -> None:
                     flush=True,
                 )
         finally:
-            threshold = parts.retriever.threshold or 0.0
+            threshold = MIN_SCORE if args.mode == "quote" else (parts.retriever.threshold or 0.0)
             await parts.close()
     if args.save:
         save(results, args.save)
     print_figures(results, threshold, args.seed, checker)
+
+
+async def quote_score(parts: Any, question: str) -> float:
+    """The best quote's score for `question`: what quoted answers decline on."""
+    answers = parts.settings.answers
+    passages, _ = await parts.retriever.search_articles(
+        parts.retriever.fix_spelling(question), answers.articles, answers.sections_per_article
+    )
+    quotes = parts.manager.quotes
+    return float(quotes.answer(question, passages).best) if quotes is not None else 0.0
 
 
 def print_figures(
@@ -328,6 +350,13 @@ def main() -> None:
     parser.add_argument("--unanswerable", type=int, default=40)
     parser.add_argument("--new-tokens", type=int, default=160)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--mode",
+        choices=["quote", "generate"],
+        default="quote",
+        help="answers.mode: quoted (the default; the swept threshold is the quote score) or "
+        "written by the model (the swept threshold is the retrieval gate's)",
+    )
     parser.add_argument("--save", type=Path, help="write every answer to this JSONL file")
     parser.add_argument("--load", type=Path, help="print the figures of a --save file")
     asyncio.run(run(parser.parse_args()))

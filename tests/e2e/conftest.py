@@ -195,6 +195,9 @@ def deployment(
             "SWITCHBOARD_LLM__BASE_URL": llm.base_url,
             "SWITCHBOARD_LLM__MODEL": "scripted",
             "SWITCHBOARD_LLM__MAX_NEW_TOKENS": "256",
+            # The scripted model's streamed answers (and their hostile markup) are what the
+            # widget is tested on (quoted answers: tests/integration/knowledge/).
+            "SWITCHBOARD_ANSWERS__MODE": "generate",
             "SWITCHBOARD_KNOWLEDGE__INDEX_DIR": str(demo_index),
             "SWITCHBOARD_KNOWLEDGE__DOCUMENTS_DIR": str(ROOT / "demo" / "kb"),
             "SWITCHBOARD_KNOWLEDGE__ABSTENTION_MODEL": str(DEMO_ABSTENTION),
