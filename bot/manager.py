@@ -94,6 +94,7 @@ class _TurnAudit:
     resumed: bool = False  # another process's unfinished answer, finished here
     rewritten: str = ""  # a follow-up made stand-alone for retrieval: "llm" or "concat"
     unsupported: int = 0  # sentences the grounding check found unsupported by the passages
+    quote_score: float | None = None  # quoted answers: the best sentence's score
 
 
 REWRITE_INSTRUCTION = (
@@ -475,6 +476,7 @@ class ConversationManager:
                     topic=topic,
                 )
             record.abstained = not choice.units
+            record.quote_score = round(choice.best, 4)
         if record.abstained:
             # Nothing in the help center answers this: say so rather than let the model
             # guess. The model is not asked at all.
