@@ -49,7 +49,6 @@ from bot.sessions import Session, SessionStore
 from bot.settings import Settings
 from bot.types import (
     Accepted,
-    Citation,
     InboundMessage,
     Message,
     Notice,
@@ -472,7 +471,6 @@ class ConversationManager:
                     question,
                     passages,
                     query=query,
-                    said=[t.text for t in history if t.role == "assistant"],
                     topic=topic,
                 )
             record.abstained = not choice.units
@@ -500,11 +498,10 @@ class ConversationManager:
                 # A near miss: quoted, with an honest doubt and the offer of a person.
                 quoted += "\n\n" + self.unsure_text(asked.channel)
             events = self._release(policies, outputs[0], quoted.removeprefix(said.strip()))
-            citations = citations_of(choice.units)
         else:
-            events, citations = self._written(
+            events = self._written(
                 policies, outputs, session, asked, question, passages, history, record, context,
-                started, said,
+                started, said, known,
             )  # fmt: skip
         async for event in events:
             if isinstance(event, Token):
@@ -527,12 +524,12 @@ class ConversationManager:
             answer = Turn("assistant", self.no_answer_text(asked.channel), kind="no_answer")
             yield Token(answer.text)
         else:
-            if choice is None:
-                citations = cite_answer(text, passages)
             answer = Turn(
                 "assistant",
                 text,
-                citations=citations,
+                # Only the articles the answer comes from: the quoted ones, or the ones the
+                # written answer's sentences are found in.
+                citations=(citations_of(choice.units) if choice else cite_answer(text, passages)),
                 kind="fallback" if record.model_error else "",
             )
         await self.store.append(session.id, [await _for_storage(policies, answer, context)])
@@ -596,9 +593,10 @@ class ConversationManager:
         context: Context,
         started: float,
         said: str,
-    ) -> tuple[AsyncGenerator[ReplyEvent, None], tuple[Citation, ...]]:
+        known: str,
+    ) -> AsyncGenerator[ReplyEvent, None]:
         """The model's answer from the passages (`answers.mode: generate`), checked by the
-        grounding policy when it is on."""
+        grounding policy when it is on. `known`: the passages' text, never redacted."""
         prompt = build_prompt(
             prompts=self.prompts,
             channel=asked.channel,
@@ -616,15 +614,12 @@ class ConversationManager:
         # Without a working knowledge base there is nothing to check against: the turn is
         # already degraded (no passages), and every claim would look unsupported.
         checkable = not record.retrieval_error and self.embedder is not None
-        known = "\n".join(strip_markup(p.text) for p in prompt.passages)
         if rules.enabled and checkable and not said:
-            events = self._grounded(
-                policies, outputs, prompt, rules, record, started, context, question
+            return self._grounded(
+                policies, outputs, prompt, rules, record, started, context, question, known
             )
-        else:
-            outputs.append(policies.output_filter(context, known=known))
-            events = self._generate(policies, outputs[0], messages, record, started)
-        return events, ()
+        outputs.append(policies.output_filter(context, known=known))
+        return self._generate(policies, outputs[0], messages, record, started)
 
     async def _grounded(
         self,
@@ -636,6 +631,7 @@ class ConversationManager:
         started: float,
         context: Context,
         question: str,
+        known: str,
     ) -> AsyncGenerator[ReplyEvent, None]:
         """The answer, released sentence by sentence once the grounding check has found it
         supported by the passages (a sentence that only repeats the `question` is not). An
@@ -646,7 +642,6 @@ class ConversationManager:
         assert self.embedder is not None
         checker = GroundingChecker.from_rules(rules, self.embedder)
         texts = [p.text for p in prompt.passages]
-        known = "\n".join(strip_markup(text) for text in texts)
         shown: list[str] = []
         judged: list[SentenceCheck] = []
         messages, retried = prompt.messages, False

@@ -262,7 +262,8 @@ class QuoteScorer:
         # What would be quoted for a unit (its paragraph) is compared, and the unit itself:
         # a sentence alone ("It is free on orders over $50.") loses what it is about, and a
         # paragraph of conditions dilutes the one sentence that answers.
-        quoted = [" ".join(x.text for x in _paragraph(u, units)) for u in units]
+        blocks = _blocks_of(units)
+        quoted = [" ".join(x.text for x in _paragraph(u, blocks)) for u in units]
         paragraph = self._vectors_of(
             [f"{u.context}: {q}" for u, q in zip(units, quoted, strict=True)]
         )
@@ -373,6 +374,7 @@ def choose(
     A long paragraph gives only the chosen sentence and its neighbours; a list, all of it.
     Paragraphs past `max_chars` are left out (never the first)."""
     best = 0.0
+    blocks = _blocks_of(all_units)
     groups: list[list[Unit]] = []
     for ranked in ranked_parts:
         if not ranked:
@@ -388,7 +390,7 @@ def choose(
             key = (scored.unit.section, scored.unit.block)
             if key not in keys:
                 keys.append(key)
-                groups.append(_paragraph(scored.unit, all_units))
+                groups.append(_paragraph(scored.unit, blocks))
     chosen: list[Unit] = []
     size = 0
     for group in groups:
@@ -404,10 +406,18 @@ def choose(
 LONG_PARAGRAPH = 4  # sentences; a longer paragraph is quoted around the chosen sentence
 
 
-def _paragraph(unit: Unit, units: Sequence[Unit]) -> list[Unit]:
+def _blocks_of(units: Sequence[Unit]) -> dict[tuple[int, int], list[Unit]]:
+    """The units of each paragraph or list, by (section, block)."""
+    blocks: dict[tuple[int, int], list[Unit]] = {}
+    for unit in units:
+        blocks.setdefault((unit.section, unit.block), []).append(unit)
+    return blocks
+
+
+def _paragraph(unit: Unit, blocks: dict[tuple[int, int], list[Unit]]) -> list[Unit]:
     """What to quote for `unit`: its whole paragraph, its whole list, or (in a long
-    paragraph) the sentence with its neighbours."""
-    members = [u for u in units if (u.section, u.block) == (unit.section, unit.block)]
+    paragraph) the sentence with its neighbours. `blocks`: `_blocks_of` the units."""
+    members = blocks[(unit.section, unit.block)]
     whole = [u for u in members if u.kind == "list"]
     if whole:
         return whole
@@ -462,10 +472,10 @@ def is_quoted(answer: str, passages: Sequence[Passage]) -> bool:
 
 class QuoteAnswerer:
     """Chooses the quotes that answer a question: `QuoteScorer` per ask of the message,
-    then `choose`. Sentences the bot already said in this conversation score lower (a
-    follow-up wants what is new)."""
+    then `choose`. A follow-up's articles (the last answer's) score a little higher.
+    (Lowering what was already said lost follow-ups: "do they expire?" asks again for a
+    sentence the last answer quoted.)"""
 
-    REPEAT_PENALTY = 0.0
     TOPIC_BONUS = 0.05
 
     def __init__(self, embedder: Embedder, *, min_score: float = 0.5, max_chars: int = 700) -> None:
@@ -479,13 +489,11 @@ class QuoteAnswerer:
         passages: Sequence[Passage],
         *,
         query: str = "",
-        said: Sequence[str] = (),
         topic: Sequence[str] = (),
     ) -> Choice:
         """The units of `passages` that answer `question` (empty: none does). `query`: the
-        question made stand-alone from the conversation, when it differs; `said`: the
-        bot's earlier answers in this conversation; `topic`: the sources of the articles a
-        follow-up refers to (the last answer's), whose sentences score a little higher."""
+        question made stand-alone from the conversation, when it differs; `topic`: the
+        sources of the articles a follow-up refers to (the last answer's)."""
         units = units_of(passages)
         if not units:
             return Choice((), 0.0)
@@ -494,26 +502,21 @@ class QuoteAnswerer:
         for part in question_parts(question):
             text = f"{query} {part}" if widened and part != question else (query or part)
             scored = self.scorer.score(text, units, focus=part if widened else "")
-            scored = _adjust(scored, said, set(topic), self.REPEAT_PENALTY, self.TOPIC_BONUS)
-            ranked_parts.append(scored)
+            ranked_parts.append(_on_topic(scored, set(topic), self.TOPIC_BONUS))
         return choose(ranked_parts, units, threshold=self.min_score, max_chars=self.max_chars)
 
 
-def _adjust(
-    scored: list[Scored], said: Sequence[str], topic: set[str], penalty: float, bonus: float
-) -> list[Scored]:
-    """Scores lowered for sentences already said, raised for the conversation's articles."""
-    if not said and not topic:
+def _on_topic(scored: list[Scored], topic: set[str], bonus: float) -> list[Scored]:
+    """`scored` with the conversation's articles raised by `bonus`, best first again."""
+    if not topic:
         return scored
-    before = " ".join(" ".join(text.split()) for text in said)
-    out = []
-    for s in scored:
-        change = bonus if s.unit.citation.source in topic else 0.0
-        if before and " ".join(s.unit.text.split()) in before:
-            change -= penalty
-        out.append(Scored(s.unit, s.score + change, s.similarity, s.coverage) if change else s)
-    out.sort(key=lambda s: -s.score)
-    return out
+    raised = [
+        Scored(s.unit, s.score + bonus, s.similarity, s.coverage)
+        if s.unit.citation.source in topic
+        else s
+        for s in scored
+    ]
+    return sorted(raised, key=lambda s: -s.score)
 
 
 def cite_answer(answer: str, passages: Sequence[Passage]) -> tuple[Citation, ...]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 from collections import defaultdict
 from collections.abc import Iterable
 
@@ -56,25 +55,20 @@ def one_edit_apart(a: str, b: str) -> bool:
 
 class SpellingFixer:
     """Corrects words against a vocabulary (the knowledge base's words, lower case) and
-    their counts. Thread-safe; the index is built on first use."""
+    their counts. Built with the index (off the turn's path: the retriever's load), then
+    read-only and thread-safe."""
 
     def __init__(self, vocabulary: Iterable[str], counts: dict[str, int] | None = None) -> None:
         self._words = frozenset(w for w in vocabulary if w.isalpha())
         self._counts = counts or {}
-        self._index: dict[str, list[str]] | None = None
-        self._lock = threading.Lock()
-
-    def _lookup(self) -> dict[str, list[str]]:
-        with self._lock:
-            if self._index is None:
-                index: dict[str, list[str]] = defaultdict(list)
-                for word in self._words:
-                    if len(word) >= MIN_LENGTH - 1:
-                        index[word].append(word)
-                        for deleted in _deletes(word):
-                            index[deleted].append(word)
-                self._index = dict(index)
-            return self._index
+        index: dict[str, list[str]] = defaultdict(list)
+        for word in self._words:
+            if len(word) >= MIN_LENGTH - 1:
+                index[word].append(word)
+                for deleted in _deletes(word):
+                    index[deleted].append(word)
+        self._index = dict(index)
+        _dictionary()  # loaded once per process, here rather than in a turn
 
     def correct(self, word: str) -> str:
         """`word`'s correction (lower case), or `word` itself when it is known or has no
@@ -82,7 +76,7 @@ class SpellingFixer:
         lower = word.lower()
         if len(lower) < MIN_LENGTH or lower in self._words or lower in _dictionary():
             return word
-        index = self._lookup()
+        index = self._index
         candidates = {c for key in {lower} | _deletes(lower) for c in index.get(key, ())}
         near = sorted(c for c in candidates if one_edit_apart(lower, c))
         if not near:
