@@ -5,11 +5,12 @@ from __future__ import annotations
 from contextlib import aclosing
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from bot.components import Components
+from bot.errors import Forbidden
 from bot.manager import ConversationManager
 from bot.observability import metrics_text
 from bot.types import Accepted, InboundMessage, Message
@@ -36,12 +37,32 @@ class CitationOut(BaseModel):
     source: str
 
 
+# Conversation ids, tokens and the caller's message ids: what any real id needs, and no more
+# (an id is stored with its message for the conversation's lifetime).
+MAX_ID_CHARS = 200
+
+
 class MessageIn(BaseModel):
     """A user message sent server-to-server."""
 
     text: str = Field(description="The user's message (redacted before it is stored).")
-    conversation_id: str | None = Field(None, description="Continue this conversation.")
-    id: str | None = Field(None, description="The caller's id for this message.")
+    conversation_id: str | None = Field(
+        None,
+        max_length=MAX_ID_CHARS,
+        description="Continue this conversation (its `conversation_token` is then required).",
+    )
+    conversation_token: str | None = Field(
+        None,
+        max_length=MAX_ID_CHARS,
+        description="The token the first answer of the conversation carried; it may come "
+        "in the X-Conversation-Token header instead.",
+    )
+    id: str | None = Field(
+        None,
+        max_length=MAX_ID_CHARS,
+        description="The caller's id for this message: a resend with the same id gets the "
+        "stored answer, not a second one.",
+    )
 
 
 class MessageOut(BaseModel):
@@ -55,6 +76,9 @@ class MessageOut(BaseModel):
     text: str
     citations: list[CitationOut]
     conversation_id: str
+    conversation_token: str = Field(
+        "", description="Send it with every later message of this conversation."
+    )
     in_reply_to: str | None = None
     handoff: str = Field(
         "", description="Why the conversation should now go to a person (empty: it should not)."
@@ -113,12 +137,35 @@ async def readyz(components: ComponentsDep) -> JSONResponse:
     tags=["channels"],
     responses={
         400: {"description": "bad message"},
+        403: {"description": "the conversation's token is missing or wrong"},
         404: {"description": "unknown conversation"},
         503: {"description": "store unavailable or busy"},
     },
 )
-async def post_message(body: MessageIn, manager: ManagerDep, request: Request) -> MessageOut:
-    """Send one message and get the bot's complete answer (no streaming)."""
+async def post_message(
+    body: MessageIn,
+    manager: ManagerDep,
+    request: Request,
+    x_conversation_token: Annotated[str | None, Header(max_length=MAX_ID_CHARS)] = None,
+) -> MessageOut:
+    """Send one message and get the bot's complete answer (no streaming).
+
+    A new conversation's answer carries its `conversation_token`; every later message of
+    that conversation must present it (body or `X-Conversation-Token`): a conversation id
+    alone, seen in a log or a webhook payload, writes nothing."""
+    signer = request.app.state.web.signer
+    if body.conversation_id is not None:
+        token = body.conversation_token or x_conversation_token
+        if token is None:
+            raise Forbidden(
+                "continuing a conversation needs its conversation_token (from the first answer)",
+                code="conversation_token_required",
+            )
+        if not signer.check_resume_token(body.conversation_id, token):
+            raise Forbidden(
+                "the conversation_token does not belong to this conversation",
+                code="bad_conversation_token",
+            )
     ip = request.client.host if request.client else None
     inbound = InboundMessage(body.text, "rest", body.conversation_id, body.id, ip=ip)
     final: Message | None = None
@@ -137,6 +184,9 @@ async def post_message(body: MessageIn, manager: ManagerDep, request: Request) -
             text="",
             citations=[],
             conversation_id=accepted.conversation_id,
+            conversation_token=signer.resume_token(accepted.conversation_id),
             in_reply_to=accepted.in_reply_to,
         )
-    return message_out(final)
+    out = message_out(final)
+    out.conversation_token = signer.resume_token(final.conversation_id)
+    return out

@@ -15,12 +15,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from bot import __version__
+from bot.admin import MAX_DOCUMENT_BYTES
 from bot.admin import router as admin_router
 from bot.api import router as api_router
 from bot.components import Components, build_components
 from bot.errors import SwitchboardError
 from bot.handoff import HandoffDesk
 from bot.jobs import JobQueue, MemoryJobQueue, RedisJobQueue
+from bot.limits import BodyLimit
 from bot.observability import LIVE, RequestIdMiddleware, setup_tracing, shutdown_tracing
 from bot.sessions import RedisSessionStore
 from bot.settings import Settings
@@ -93,6 +95,9 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.include_router(slack_router)
     app.include_router(webhook_router)
 
+    app.add_middleware(
+        BodyLimit, limit=settings.max_request_bytes, upload_limit=MAX_DOCUMENT_BYTES + 64 * 1024
+    )
     app.add_middleware(RequestIdMiddleware)
 
     @app.exception_handler(SwitchboardError)

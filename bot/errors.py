@@ -6,6 +6,7 @@ Policies return verdicts and never raise; exceptions are for faults only::
     ├── ConfigError                     bad settings or policy file: refused at start
     ├── BadRequest                      (400, error frame) the client sent something unusable
     │   └── ConversationNotFound        (404) an unknown or expired conversation id
+    ├── Forbidden                       (403) a conversation's token is missing or wrong
     ├── Unavailable                     (503) a dependency is down; retry later
     │   ├── StoreUnavailable            Redis (or the configured store) is unreachable
     │   └── Busy                        the engine's queue is full
@@ -52,6 +53,13 @@ class ConversationNotFound(BadRequest):
 
     code = "unknown_conversation"
     http_status = 404
+
+
+class Forbidden(SwitchboardError):
+    """The caller may not touch this conversation: its token is missing or wrong."""
+
+    code = "forbidden"
+    http_status = 403
 
 
 class Unavailable(SwitchboardError):

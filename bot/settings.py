@@ -417,6 +417,12 @@ class Settings(BaseSettings):
     )
     company_name: str = "Northwind Outfitters"
     max_message_chars: int = Field(4000, ge=1)
+    max_request_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="Largest HTTP request body (413 beyond it), before anything parses it; "
+        "admin document uploads have their own cap (10 MiB).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = Field(
         "text",

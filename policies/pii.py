@@ -14,7 +14,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -74,6 +75,52 @@ def splice(text: str, found: Iterable[Found]) -> str:
         position = item.end
     parts.append(text[position:])
     return "".join(parts)
+
+
+def fold(text: str) -> tuple[str, list[int]]:
+    """What the detectors read, and where each of its characters came from in `text`.
+
+    Personal data hidden from a pattern with characters a reader never sees or reads as
+    plain ones: format characters (zero-width spaces and joiners, soft hyphens, bidi marks)
+    dropped; compatibility forms folded (NFKC: full-width `＠` and digits, ligatures, no-break
+    spaces); any script's decimal digits made ASCII; dashes made `-`. The same folding the
+    injection rules read (`policies.injection.normalise`), without lower-casing.
+    """
+    out: list[str] = []
+    origin: list[int] = []
+    for index, char in enumerate(text):
+        if char.isascii():
+            out.append(char)
+            origin.append(index)
+            continue
+        category = unicodedata.category(char)
+        if category == "Cf":
+            continue
+        if category == "Pd":
+            folded = "-"
+        elif char.isdecimal():
+            folded = str(unicodedata.decimal(char))
+        else:
+            folded = unicodedata.normalize("NFKC", char)
+        out.append(folded)
+        origin.extend([index] * len(folded))
+    return "".join(out), origin
+
+
+def redact_folded(text: str, redact: Callable[[str], Redaction]) -> Redaction:
+    """`redact` run on `fold(text)`, its spans mapped back onto `text`: what it finds in the
+    folded text is replaced in the original, hidden characters inside a span with it."""
+    folded, origin = fold(text)
+    if folded == text:
+        return redact(text)
+    found = redact(folded).entities
+    if not found:
+        return Redaction(text, ())
+    mapped = tuple(
+        Found(f.entity_type, origin[f.start], origin[f.end - 1] + 1, f.score, f.replacement)
+        for f in found
+    )
+    return Redaction(splice(text, mapped), mapped)
 
 
 # Entity types found by judgement (spaCy's NER, the first-name list) rather than by a
@@ -285,9 +332,13 @@ class PresidioRedactor:
             raise ConfigError(f"spaCy model {name!r} (pii.spacy_model) is not installed")
 
     def redact(self, text: str) -> Redaction:
-        """Analyze `text` and replace every entity of the policy's types at its threshold."""
+        """Analyze `text` and replace every entity of the policy's types at its threshold
+        (read through `fold`: hidden and full-width characters do not hide anything)."""
         if not self._policy.enabled or not text.strip():
             return Redaction(text, ())
+        return redact_folded(text, self._redact)
+
+    def _redact(self, text: str) -> Redaction:
         if self._analyzer is None:
             raise RuntimeError("PresidioRedactor.warm_up() must run before redact()")
         results = self._analyze(text)
@@ -679,9 +730,12 @@ class PatternRedactor:
             self._replace.check()
 
     def redact(self, text: str) -> Redaction:
-        policy = self._policy
-        if not policy.enabled:
+        if not self._policy.enabled:
             return Redaction(text, ())
+        return redact_folded(text, self._redact)
+
+    def _redact(self, text: str) -> Redaction:
+        policy = self._policy
         candidates = [
             (entity_type, score, match.start(), match.end())
             for entity_type, score, pattern in _PATTERNS

@@ -64,12 +64,15 @@ def bot(
         yield live
 
 
+_TOKENS: dict[str, str] = {}  # conversation id -> its conversation_token
+
+
 def _say(bot: LiveServer, text: str, cid: str | None = None) -> dict[str, Any]:
-    reply = httpx.post(
-        bot.http + "/api/messages", json={"text": text, "conversation_id": cid}, timeout=120
-    )
+    payload = {"text": text, "conversation_id": cid, "conversation_token": _TOKENS.get(cid or "")}
+    reply = httpx.post(bot.http + "/api/messages", json=payload, timeout=120)
     assert reply.status_code == 200, reply.text
     body: dict[str, Any] = reply.json()
+    _TOKENS[body["conversation_id"]] = body["conversation_token"]
     return body
 
 

@@ -182,7 +182,11 @@ def test_a_resend_with_the_same_client_id_gets_the_stored_answer_not_a_second_on
 ) -> None:
     body = {"text": "How long do I have to return an item?", "id": "r1"}
     first = httpx.post(server.http + "/api/messages", json=body, timeout=60).json()
-    again = {**body, "conversation_id": first["conversation_id"]}
+    again = {
+        **body,
+        "conversation_id": first["conversation_id"],
+        "conversation_token": first["conversation_token"],
+    }
     second = httpx.post(server.http + "/api/messages", json=again, timeout=60).json()
     assert second["id"] == first["id"] and second["text"] == first["text"]
     turns = clean_redis.lrange(f"sbweb:conv:{first['conversation_id']}:turns", 0, -1)

@@ -245,3 +245,37 @@ def test_allowed_contact_details_stay_when_the_policy_lists_them() -> None:
     assert redaction.text == (
         "Write to support@northwind.example or call +1 555 0100, not <EMAIL_ADDRESS>."
     )
+
+
+HIDDEN = [
+    # (message, the value that must not survive, its type): characters a reader never sees
+    # or reads as plain ones, inside the value.
+    ("My card is 4111\u00ad1111\u00ad1111\u00ad1111, charge it.", "1111", "CREDIT_CARD"),
+    ("Card: 4111\u200b1111\u200b1111\u200b1111 please", "1111", "CREDIT_CARD"),
+    ("card 4111 1111\u2060 1111 1111 expires soon", "1111", "CREDIT_CARD"),
+    ("Write to maria.garcia\uff20example.com today", "garcia", "EMAIL_ADDRESS"),
+    ("Write to maria.garcia\ufe6bexample\uff0ecom today", "garcia", "EMAIL_ADDRESS"),
+    ("Mail ｍａｒｉａ＠ｅｘａｍｐｌｅ．ｃｏｍ now", "ｍａｒｉａ", "EMAIL_ADDRESS"),
+    ("my card: ４１１１ １１１１ １１１１ １１１１", "１１１１", "CREDIT_CARD"),
+    ("card 4111\u20131111\u20131111\u20131111 thanks", "1111", "CREDIT_CARD"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret", "entity"), HIDDEN)
+def test_pii_hidden_with_invisible_or_full_width_characters_is_still_redacted(
+    presidio: PresidioRedactor, text: str, secret: str, entity: str
+) -> None:
+    redaction = presidio.redact(text)
+    assert secret not in redaction.text, redaction.text
+    assert entity in redaction.entity_types
+    # Only the value goes: the words around it stay as they were written.
+    assert redaction.text.split()[0] == text.split()[0]
+    for found in redaction.entities:
+        assert redaction.text.count(found.replacement) >= 1
+
+
+def test_folding_leaves_text_without_hidden_characters_untouched(
+    presidio: PresidioRedactor,
+) -> None:
+    text = "Crème brûlée: order 12345 — arriving in 3–5 days, ½ price, ﬁne print."
+    assert presidio.redact(text).text == text

@@ -185,3 +185,20 @@ def test_warm_up_refuses_hash_when_no_salt(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("SWITCHBOARD_PII_HASH_SALT", raising=False)
     with pytest.raises(ConfigError, match="salt"):
         PatternRedactor(_policy(operator="hash")).warm_up()
+
+
+def test_fold_maps_every_character_back_to_where_it_came_from() -> None:
+    from policies.pii import fold
+
+    text = "a\u200bb\uff20c\ufb01\u00ad٣"
+    folded, origin = fold(text)
+    assert folded == "ab@cfi3"
+    assert origin == [0, 2, 3, 4, 5, 5, 7]
+
+
+def test_pattern_redactor_reads_through_zero_width_and_full_width_characters() -> None:
+    from policies.pii import PatternRedactor
+
+    redaction = PatternRedactor().redact("mail me at jo\u200be\uff20example.com or later")
+    assert redaction.text == "mail me at <EMAIL_ADDRESS> or later"
+    assert redaction.entities[0].start == 11
