@@ -41,3 +41,9 @@ class KeyValue:
             return False
         self._memory[key] = (value, time.monotonic() + ttl_s)
         return True
+
+    async def delete(self, key: str) -> None:
+        if self._redis is not None:
+            await store_call(self._redis.delete(self._prefix + key))
+            return
+        self._memory.pop(key, None)

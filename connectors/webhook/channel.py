@@ -4,7 +4,8 @@ Inbound `POST /webhooks/{name}` with JSON `{conversation_id, user_id, text, meta
 signed with `Switchboard-Signature: t=<unix>,v1=<hex>` (see `signature`). The answer is
 `202 {"status": "accepted", "message_id"}` at once; the turn runs in the durable job queue.
 With an `Idempotency-Key` header, a retry of the same request is answered
-`200 {"status": "duplicate", "message_id"}` (the first one's id) and not answered twice.
+`200 {"status": "duplicate", "message_id"}` (the first one's id) and not answered twice;
+the same signed request (time and body) sent again, whatever its key, is a duplicate too.
 
 Outbound: the bot's replies, agents' messages and handoff changes are POSTed to the
 channel's `url`, signed the same way, each with a unique `Switchboard-Delivery` id (the
@@ -20,6 +21,8 @@ replies go to, so it should be an opaque id, not a phone number or an e-mail add
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -42,13 +45,22 @@ from bot.settings import Settings, WebhookSettings
 from bot.types import InboundMessage, Message, new_id
 from connectors.kv import KeyValue
 from connectors.web.turns import citations_json
-from connectors.webhook.signature import HEADER, InvalidSignature, sign, verify
+from connectors.webhook.signature import (
+    HEADER,
+    TOLERANCE_S,
+    InvalidSignature,
+    replay_key,
+    sign,
+    verify,
+)
 from policies.base import Context
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["channels"])
 
 DELIVERY_HEADER = "Switchboard-Delivery"
+# How long a signed request is remembered: past it, its signature is stale anyway.
+REPLAY_TTL_S = 2 * TOLERANCE_S
 
 
 class WebhookMessage(BaseModel):
@@ -92,7 +104,7 @@ class WebhookChannels:
             return _fail(404, "unknown_webhook", f"no webhook channel named {name!r}")
         secrets = [s.get_secret_value() for s in config.secrets]
         try:
-            verify(headers.get(HEADER), body, secrets)
+            signed_at = verify(headers.get(HEADER), body, secrets)
         except InvalidSignature as exc:
             log.warning("webhook %s: request refused: %s", name, exc)
             return _fail(401, "bad_signature", str(exc))
@@ -107,16 +119,35 @@ class WebhookChannels:
         key = headers.get("idempotency-key")
         if key is not None and not 0 < len(key) <= 200:
             return _fail(400, "bad_idempotency_key", "Idempotency-Key must be 1-200 characters")
-        cid = await self.conversation(name, message.conversation_id, message.user_id)
-        context = Context("storage", channel="webhook", conversation=cid)
-        job = {
-            "name": name,
-            "conversation": cid,
-            "text": await self.manager.policies.redact_for_storage(text, context),
-            "key": key or "",
-        }
-        once = f"webhook:{name}:{key}" if key else None
-        job_id, new = await self.queue.put("webhook.turn", job, once=once)
+        # One signed request is taken once: the Idempotency-Key is not signed, so a captured
+        # request re-sent with new keys must not be answered again.
+        seen = f"webhook:signed:{name}:{replay_key(signed_at, body)}"
+        if not await self.kv.put(seen, "", REPLAY_TTL_S, only_new=True):
+            first = await self.kv.get(seen)
+            for _ in range(60):  # the first is being queued right now: its id, shortly
+                if first != "":
+                    break
+                await asyncio.sleep(0.05)
+                first = await self.kv.get(seen)
+            log.warning("webhook %s: a signed request was sent again; not answered again", name)
+            return JSONResponse({"status": "duplicate", "message_id": first or None}, 200)
+        try:
+            cid = await self.conversation(name, message.conversation_id, message.user_id)
+            context = Context("storage", channel="webhook", conversation=cid)
+            job = {
+                "name": name,
+                "conversation": cid,
+                "text": await self.manager.policies.redact_for_storage(text, context),
+                "key": key or "",
+            }
+            once = f"webhook:{name}:{key}" if key else None
+            job_id, new = await self.queue.put("webhook.turn", job, once=once)
+        except BaseException:
+            # Not taken: the sender's retry of this very request must not look like a replay.
+            with contextlib.suppress(StoreUnavailable):
+                await self.kv.delete(seen)
+            raise
+        await self.kv.put(seen, job_id, REPLAY_TTL_S)
         if not new:
             return JSONResponse({"status": "duplicate", "message_id": job_id}, 200)
         return JSONResponse({"status": "accepted", "message_id": job_id}, 202)
@@ -243,7 +274,10 @@ def _fail(status: int, code: str, message: str) -> JSONResponse:
     "/webhooks/{name}",
     status_code=202,
     responses={
-        200: {"description": "a duplicate (same Idempotency-Key): not answered again"},
+        200: {
+            "description": "a duplicate (same Idempotency-Key, or the same signed request "
+            "sent again): not answered again"
+        },
         400: {"description": "bad message"},
         401: {"description": "bad or missing signature"},
         404: {"description": "no such webhook channel"},

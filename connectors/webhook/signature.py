@@ -4,6 +4,8 @@
 Stripe made familiar. A header may carry several `v1` values (one per secret while secrets
 rotate); a request is accepted when any of them matches any configured secret, its `t` is
 within `tolerance_s` of now (either way) and the comparison runs in constant time.
+A signed request is accepted once: its `replay_key` is remembered for twice the tolerance,
+so re-sending a captured request (with any other unsigned header) is a duplicate.
 """
 
 from __future__ import annotations
@@ -40,8 +42,9 @@ def verify(
     *,
     now: Callable[[], float] = time.time,
     tolerance_s: int = TOLERANCE_S,
-) -> None:
-    """Raise `InvalidSignature` unless `header` signs `body` with one of `secrets`, now."""
+) -> int:
+    """Raise `InvalidSignature` unless `header` signs `body` with one of `secrets`, now;
+    else the signature's time `t` (with the body, what makes the request unique)."""
     if not header:
         raise InvalidSignature(f"missing {HEADER} header")
     timestamp, candidates = None, []
@@ -64,3 +67,10 @@ def verify(
             matched |= hmac.compare_digest(expected, candidate.encode())
     if not matched:
         raise InvalidSignature("no signature matches the body with a known secret")
+    return int(timestamp)
+
+
+def replay_key(timestamp: int, body: bytes) -> str:
+    """What one signed request is known by: its time and body, whatever else the header
+    (or an unsigned header such as Idempotency-Key) says."""
+    return hashlib.sha256(str(timestamp).encode() + b"." + body).hexdigest()

@@ -390,6 +390,36 @@ def test_webhook_reply_is_signed_and_retries_are_answered_once(
     assert reply.body["citations"][0]["url"].startswith("https://bot.northwind.test/help/")
 
 
+def test_a_signed_webhook_request_replayed_with_new_idempotency_keys_is_answered_once(
+    deployment: Deployment,
+) -> None:
+    """The Idempotency-Key is not signed: a captured request re-sent with fresh keys (to
+    either server) is the same request."""
+    from connectors.webhook.signature import sign
+
+    receiver, conversation = deployment.receivers["sms"], "c-" + uuid.uuid4().hex
+    body = json.dumps(_message(conversation, "How long does a refund take?")).encode()
+    header = sign(body, SMS[:1])
+    results = [
+        httpx.post(
+            deployment.url(i % 2) + "/webhooks/sms",
+            content=body,
+            headers={HEADER: header, "Idempotency-Key": uuid.uuid4().hex},
+            timeout=10,
+        )
+        for i in range(4)
+    ]
+    assert [r.status_code for r in results] == [202, 200, 200, 200], [r.text for r in results]
+    assert {r.json()["message_id"] for r in results} == {results[0].json()["message_id"]}
+    receiver.wait_for(1, conversation_id=conversation)
+    time.sleep(1.5)
+    replies = [d for d in receiver.accepted if d.body.get("conversation_id") == conversation]
+    assert len(replies) == 1
+    # The sender's own next message (a new signature) is answered.
+    again = webhook_post(deployment.url(), "sms", SMS, _message(conversation, "Thanks!"))
+    assert again.status_code == 202
+
+
 def _metric(deployment: Deployment, name: str, **labels: str) -> float:
     """`name`'s samples with `labels`, summed over every process's /metrics."""
     from prometheus_client.parser import text_string_to_metric_families
