@@ -11,6 +11,7 @@ Policies return verdicts and never raise; exceptions are for faults only::
     │   ├── StoreUnavailable            Redis (or the configured store) is unreachable
     │   └── Busy                        the engine's queue is full
     ├── ModelError                      the language model failed mid-turn
+    ├── LeaseLost                       (409) another process took this turn over
     └── (bot.admin) Unauthorized (401), AdminDisabled (404), DocumentNotFound (404),
         UnsupportedDocument (415), DocumentTooLarge (413), UnreadableUpload (422),
         EmptyKnowledgeBase (409)
@@ -79,6 +80,14 @@ class Busy(Unavailable):
     """Too many requests are waiting for the model."""
 
     code = "busy"
+
+
+class LeaseLost(SwitchboardError):
+    """This process lost its turn's lock (it was paused or starved past the lease) and
+    another process took the turn over: nothing more of this turn may be said or stored."""
+
+    code = "turn_taken_over"
+    http_status = 409
 
 
 class ModelError(SwitchboardError):

@@ -45,7 +45,7 @@ from bot.quotes import (
     is_echo,
     strip_markup,
 )
-from bot.sessions import Session, SessionStore
+from bot.sessions import Lease, Session, SessionStore
 from bot.settings import Settings
 from bot.types import (
     Accepted,
@@ -177,6 +177,9 @@ class _Asked:
     handoff: str  # the input policy asked for a person ("" when it did not)
     # The question as the input policy passed it; the stored turn may be scrubbed further.
     question: str = ""
+    # The turn's hold on the conversation: its writes are refused once another process has
+    # taken the turn over.
+    lease: Lease | None = None
 
 
 class ConversationManager:
@@ -302,98 +305,124 @@ class ConversationManager:
             user=message.user or "",
             ip=message.ip or "",
         )
-        async with self.store.lock(session.id):
-            # Read again under the lock: a person may have taken over meanwhile.
-            session = await self.session(session.id)
-            turns = await self.store.history(session.id)
-            sent = _sent(turns, message.client_message_id)
-            if session.status in WITH_AGENT and self.desk is not None:
-                # A person handles this conversation: the bot stays silent, the message
-                # goes to them.
-                if sent is None:
-                    stored = await policies.redact_for_storage(text, context)
-                    user_turn = Turn("user", stored, client_id=message.client_message_id or "")
-                    await self.store.append(session.id, [user_turn])
-                else:  # a resend: relayed once, whether or not the first try got that far
-                    user_turn = sent[0]
-                await self.desk.customer_says(session, user_turn)
-                yield Accepted(
-                    user_turn.message_id,
-                    user_turn.text,
-                    session.id,
-                    message.client_message_id,
-                    to_agent=True,
-                )
-                return
-            if session.status == "closed":  # the customer writes again: the bot answers
-                await self.store.set_status(session.id, "bot", ("closed",))
-            if sent is not None and sent[1] is not None:
-                # A resend (a retry, a reconnect): the stored answer, not a second one.
-                yield self._final(session, sent[1], message.client_message_id)
-                return
-            keep = self._settings.sessions.history_turns
-            if sent is not None and turns and turns[-1].message_id == sent[0].message_id:
-                # Stored but never answered (its process died mid-turn, and the channel
-                # runs the message again): answer the stored question, once.
-                user_turn = sent[0]
-                yield Accepted(
-                    user_turn.message_id, user_turn.text, session.id, message.client_message_id
-                )
-                asked = _Asked(message.channel, message.client_message_id, user_turn, "")
-                history = turns[:-1][-keep:] if keep else []
-                answer = self._answer(policies, session, asked, history, record, context, started)
-                async for event in answer:
-                    yield event
-                return
-            history = turns[-keep:] if keep else []
-            with stage("policy.input"):
-                verdict = await policies.check_input(text, context)
-            if isinstance(verdict, Block):
-                record.blocked = verdict.reason
-                user_turn = Turn(
-                    "user",
-                    await policies.redact_for_storage(text, context),
-                    client_id=message.client_message_id or "",
-                )
-                reply = Turn("assistant", verdict.reply, kind="blocked")
-                await self.store.append(session.id, [user_turn, reply])
-                yield Accepted(
-                    user_turn.message_id, user_turn.text, session.id, message.client_message_id
-                )
-                handoff = self._handoff(
-                    policies, message.channel, session.id, [*history, user_turn, reply], ""
-                )
-                yield Token(reply.text)
-                self._log(record, started)
-                await self._hand_off(session.id, handoff)
-                yield self._final(session, reply, message.client_message_id, handoff)
-                return
-            question, record.pii_in = verdict.text, verdict.entities
-            # The question is stored before the model runs: it survives a model failure.
-            user_turn = Turn(
-                "user",
-                await policies.scrub_for_storage(question, context),
-                client_id=message.client_message_id or "",
+        async with self.store.lock(session.id) as lease:
+            turn = self._locked_turn(
+                message, text, session, lease, policies, context, record, started
             )
-            await self.store.append(session.id, [user_turn])
+            async for event in self._fenced(lease, turn):
+                yield event
+
+    async def _fenced(
+        self, lease: Lease, events: AsyncGenerator[ReplyEvent, None]
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """`events`, each only while the turn still holds its conversation: a process paused
+        past its lease (and taken over by another) says nothing more (`LeaseLost`)."""
+        async with aclosing(events):
+            async for event in events:
+                if lease.doubtful():
+                    await self.store.confirm(lease)
+                yield event
+
+    async def _locked_turn(
+        self,
+        message: InboundMessage,
+        text: str,
+        session: Session,
+        lease: Lease,
+        policies: PolicyEngine,
+        context: Context,
+        record: _TurnAudit,
+        started: float,
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        # Read again under the lock: a person may have taken over meanwhile.
+        session = await self.session(session.id)
+        turns = await self.store.history(session.id)
+        sent = _sent(turns, message.client_message_id)
+        if session.status in WITH_AGENT and self.desk is not None:
+            # A person handles this conversation: the bot stays silent, the message
+            # goes to them.
+            if sent is None:
+                stored = await policies.redact_for_storage(text, context)
+                user_turn = Turn("user", stored, client_id=message.client_message_id or "")
+                await self.store.append(session.id, [user_turn], lease)
+            else:  # a resend: relayed once, whether or not the first try got that far
+                user_turn = sent[0]
+            await self.desk.customer_says(session, user_turn)
+            yield Accepted(
+                user_turn.message_id,
+                user_turn.text,
+                session.id,
+                message.client_message_id,
+                to_agent=True,
+            )
+            return
+        if session.status == "closed":  # the customer writes again: the bot answers
+            await self.store.set_status(session.id, "bot", ("closed",))
+        if sent is not None and sent[1] is not None:
+            # A resend (a retry, a reconnect): the stored answer, not a second one.
+            yield self._final(session, sent[1], message.client_message_id)
+            return
+        keep = self._settings.sessions.history_turns
+        if sent is not None and turns and turns[-1].message_id == sent[0].message_id:
+            # Stored but never answered (its process died mid-turn, and the channel
+            # runs the message again): answer the stored question, once.
+            user_turn = sent[0]
             yield Accepted(
                 user_turn.message_id, user_turn.text, session.id, message.client_message_id
             )
-            asked = _Asked(
-                message.channel, message.client_message_id, user_turn, verdict.handoff, question
-            )
-            if self.actions is not None:
-                with stage("action"):
-                    act = await self._act(session, question, message.channel, policies)
-                if act is not None:
-                    done = self._action_answer(policies, session, asked, act, record, context)
-                    async for event in done:
-                        yield event
-                    self._log(record, started)
-                    return
+            asked = _Asked(message.channel, message.client_message_id, user_turn, "", lease=lease)
+            history = turns[:-1][-keep:] if keep else []
             answer = self._answer(policies, session, asked, history, record, context, started)
             async for event in answer:
                 yield event
+            return
+        history = turns[-keep:] if keep else []
+        with stage("policy.input"):
+            verdict = await policies.check_input(text, context)
+        if isinstance(verdict, Block):
+            record.blocked = verdict.reason
+            user_turn = Turn(
+                "user",
+                await policies.redact_for_storage(text, context),
+                client_id=message.client_message_id or "",
+            )
+            reply = Turn("assistant", verdict.reply, kind="blocked")
+            await self.store.append(session.id, [user_turn, reply], lease)
+            yield Accepted(
+                user_turn.message_id, user_turn.text, session.id, message.client_message_id
+            )
+            handoff = self._handoff(
+                policies, message.channel, session.id, [*history, user_turn, reply], ""
+            )
+            yield Token(reply.text)
+            self._log(record, started)
+            await self._hand_off(session.id, handoff)
+            yield self._final(session, reply, message.client_message_id, handoff)
+            return
+        question, record.pii_in = verdict.text, verdict.entities
+        # The question is stored before the model runs: it survives a model failure.
+        user_turn = Turn(
+            "user",
+            await policies.scrub_for_storage(question, context),
+            client_id=message.client_message_id or "",
+        )
+        await self.store.append(session.id, [user_turn], lease)
+        yield Accepted(user_turn.message_id, user_turn.text, session.id, message.client_message_id)
+        asked = _Asked(
+            message.channel, message.client_message_id, user_turn, verdict.handoff, question
+        )
+        if self.actions is not None:
+            with stage("action"):
+                act = await self._act(session, question, message.channel, policies)
+            if act is not None:
+                done = self._action_answer(policies, session, asked, act, record, context)
+                async for event in done:
+                    yield event
+                self._log(record, started)
+                return
+        answer = self._answer(policies, session, asked, history, record, context, started)
+        async for event in answer:
+            yield event
 
     async def continue_turn(
         self,
@@ -412,7 +441,7 @@ class ConversationManager:
         """
         started = time.perf_counter()
         session = await self.session(conversation_id)
-        async with self.store.lock(session.id):
+        async with self.store.lock(session.id) as lease:
             keep = self._settings.sessions.history_turns
             turns = await self.store.history(session.id, keep + 2)
             if (
@@ -431,11 +460,11 @@ class ConversationManager:
             )
             record = _TurnAudit(session.id, resumed=True)
             history = turns[:-1][-keep:] if keep else []
-            asked = _Asked(channel, in_reply_to, turns[-1], "")
+            asked = _Asked(channel, in_reply_to, turns[-1], "", lease=lease)
             answer = self._answer(
                 self.policies, session, asked, history, record, context, started, said
             )
-            async for event in answer:
+            async for event in self._fenced(lease, answer):
                 yield event
 
     async def _answer(
@@ -480,7 +509,7 @@ class ConversationManager:
             # guess. The model is not asked at all.
             reply = Turn("assistant", self.no_answer_text(asked.channel), kind="no_answer")
             yield Token(reply.text.removeprefix(said))
-            await self.store.append(session.id, [reply])
+            await self.store.append(session.id, [reply], asked.lease)
             turns = [*history, user_turn, reply]
             handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
             self._log(record, started)
@@ -532,7 +561,9 @@ class ConversationManager:
                 citations=(citations_of(choice.units) if choice else cite_answer(text, passages)),
                 kind="fallback" if record.model_error else "",
             )
-        await self.store.append(session.id, [await _for_storage(policies, answer, context)])
+        await self.store.append(
+            session.id, [await _for_storage(policies, answer, context)], asked.lease
+        )
         turns = [*history, user_turn, answer]
         handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
         self._log(record, started)
@@ -869,7 +900,9 @@ class ConversationManager:
             answer = Turn(
                 "assistant", "".join(parts).strip(), kind="action", custom=tuple(act.custom)
             )
-        await self.store.append(session.id, [await _for_storage(policies, answer, context)])
+        await self.store.append(
+            session.id, [await _for_storage(policies, answer, context)], asked.lease
+        )
         handoff = asked.handoff
         if act.handoff == "pause":
             # An action that pauses the conversation hands it to a person (a failed one

@@ -8,10 +8,13 @@ Redis layout (every key starts with the configured prefix, e.g. `sb:`):
 - `conv:{id}:turns`   list of JSON turns, capped at `max_turns`, oldest dropped
 - `lock:conv:{id}`    the per-conversation lock that serializes turns across replicas: a
                       lease of `lock_timeout_s`, renewed while the turn runs, so that a
-                      dead process's turn can be finished by another one soon after
+                      dead process's turn can be finished by another one soon after. Its
+                      value is the holder's token, the fencing token: a turn's writes
+                      (`append(..., lease=)`) are refused once another process holds the
+                      lock, so a process that was paused past its lease cannot answer too
 
 Both conversation keys carry the session TTL, renewed on every turn. Turns are appended
-in one MULTI/EXEC transaction, so a turn is stored whole or not at all. Only redacted
+in one Lua script, so a turn is stored whole or not at all. Only redacted
 text ever reaches a store: the manager redacts before it calls `append`.
 """
 
@@ -21,12 +24,13 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
-from bot.errors import Busy, StoreUnavailable
+from bot.errors import Busy, LeaseLost, StoreUnavailable
 from bot.observability import REDIS_ERRORS
 from bot.settings import SessionSettings
 from bot.types import Turn, new_id
@@ -51,6 +55,26 @@ class Session:
     meta: Mapping[str, str] = field(default_factory=dict)  # see `SessionStore.set_meta`
 
 
+@dataclass(slots=True)
+class Lease:
+    """A turn's hold on its conversation's lock, as `SessionStore.lock` yields it.
+
+    `token` fences the turn's writes: the store refuses them once the lock is someone else's.
+    `confirmed` is when the store last said the lock was still ours (monotonic clock); a
+    lease not confirmed for half its length may have run out (the process was paused, or
+    starved), and `SessionStore.confirm` asks the store before anything more is said.
+    """
+
+    conversation_id: str
+    token: str
+    ttl_s: float
+    confirmed: float = field(default_factory=time.monotonic)
+    lost: bool = False
+
+    def doubtful(self) -> bool:
+        return self.lost or time.monotonic() - self.confirmed > self.ttl_s / 2
+
+
 class SessionStore(Protocol):
     """Where conversations live. Faults raise `StoreUnavailable`, never lose a turn silently."""
 
@@ -66,7 +90,12 @@ class SessionStore(Protocol):
 
     async def get(self, conversation_id: str) -> Session | None: ...
 
-    async def append(self, conversation_id: str, turns: Sequence[Turn]) -> None: ...
+    async def append(
+        self, conversation_id: str, turns: Sequence[Turn], lease: Lease | None = None
+    ) -> None:
+        """Store `turns` whole; with `lease`, only while it holds the conversation's lock
+        (else `LeaseLost`, and nothing is stored)."""
+        ...
 
     async def set_status(
         self, conversation_id: str, status: Status, expect: Sequence[Status] = ()
@@ -81,7 +110,11 @@ class SessionStore(Protocol):
 
     async def history(self, conversation_id: str, limit: int | None = None) -> list[Turn]: ...
 
-    def lock(self, conversation_id: str) -> AbstractAsyncContextManager[None]: ...
+    def lock(self, conversation_id: str) -> AbstractAsyncContextManager[Lease]: ...
+
+    async def confirm(self, lease: Lease) -> None:
+        """Make sure `lease` still holds its lock (and extend it); `LeaseLost` if not."""
+        ...
 
     async def locked(self, conversation_id: str) -> bool:
         """Whether a turn of this conversation holds its lock now (in any process)."""
@@ -99,6 +132,7 @@ class InMemorySessionStore:
         self._sessions: dict[str, Session] = {}
         self._turns: dict[str, list[Turn]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: dict[str, str] = {}  # conversation id -> the lock holder's token
 
     async def start(self) -> None:
         log.warning("sessions: %s; set SWITCHBOARD_REDIS_URL to share them", self.description)
@@ -124,7 +158,11 @@ class InMemorySessionStore:
             return None
         return session
 
-    async def append(self, conversation_id: str, turns: Sequence[Turn]) -> None:
+    async def append(
+        self, conversation_id: str, turns: Sequence[Turn], lease: Lease | None = None
+    ) -> None:
+        if lease is not None:
+            await self.confirm(lease)
         session = await self.get(conversation_id)
         if session is None:
             raise KeyError(conversation_id)
@@ -155,16 +193,26 @@ class InMemorySessionStore:
         return list(turns[-limit:] if limit else turns)
 
     @asynccontextmanager
-    async def lock(self, conversation_id: str) -> AsyncIterator[None]:
+    async def lock(self, conversation_id: str) -> AsyncIterator[Lease]:
         lock = self._locks.setdefault(conversation_id, asyncio.Lock())
         try:
             await asyncio.wait_for(lock.acquire(), self._settings.lock_wait_s)
         except TimeoutError:
             raise Busy("another message of this conversation is still being answered") from None
+        lease = Lease(conversation_id, uuid.uuid4().hex, self._settings.lock_timeout_s)
+        self._holders[conversation_id] = lease.token
         try:
-            yield
+            yield lease
         finally:
+            self._holders.pop(conversation_id, None)
             lock.release()
+
+    async def confirm(self, lease: Lease) -> None:
+        # One process: a lock is held until it is released, never taken over.
+        if self._holders.get(lease.conversation_id) != lease.token:
+            lease.lost = True
+            raise LeaseLost(f"conversation {lease.conversation_id}: the turn's lock is gone")
+        lease.confirmed = time.monotonic()
 
     async def locked(self, conversation_id: str) -> bool:
         lock = self._locks.get(conversation_id)
@@ -180,6 +228,8 @@ class RedisSessionStore:
         self._prefix = prefix
         self._redis: Any = None
         self._set_status: Any = None
+        self._append: Any = None
+        self._extend: Any = None
         self.description = f"redis ({_safe_url(url)}, key prefix {prefix!r})"
 
     @property
@@ -194,6 +244,8 @@ class RedisSessionStore:
             self._url, decode_responses=True, socket_connect_timeout=3, socket_timeout=10
         )
         self._set_status = self._redis.register_script(_SET_STATUS)
+        self._append = self._redis.register_script(_APPEND)
+        self._extend = self._redis.register_script(_EXTEND)
         if not await self.ping():
             raise StoreUnavailable(
                 f"cannot reach Redis at {_safe_url(self._url)}: is it running? "
@@ -264,20 +316,26 @@ class RedisSessionStore:
         mapping = {"m:" + name: value for name, value in fields.items()}
         await self._call(lambda: self._redis.hset(key, mapping=mapping))
 
-    async def append(self, conversation_id: str, turns: Sequence[Turn]) -> None:
-        key, turns_key = self._conv(conversation_id), self._conv(conversation_id) + ":turns"
-        ttl = self._settings.ttl_s
-
-        async def op() -> None:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(turns_key, *(json.dumps(t.to_json()) for t in turns))
-                pipe.ltrim(turns_key, -self._settings.max_turns, -1)
-                pipe.hset(key, "updated", time.time())
-                pipe.expire(turns_key, ttl)
-                pipe.expire(key, ttl)
-                await pipe.execute()
-
-        await self._call(op)
+    async def append(
+        self, conversation_id: str, turns: Sequence[Turn], lease: Lease | None = None
+    ) -> None:
+        key = self._conv(conversation_id)
+        keys = [key, key + ":turns", self._lock_key(conversation_id)]
+        args = [
+            lease.token if lease is not None else "",
+            self._settings.max_turns,
+            time.time(),
+            self._settings.ttl_s,
+            *(json.dumps(t.to_json()) for t in turns),
+        ]
+        stored = await self._call(lambda: self._append(keys=keys, args=args))
+        if not stored:
+            assert lease is not None
+            lease.lost = True
+            raise LeaseLost(
+                f"conversation {conversation_id}: another process took the turn over; "
+                "this one's answer is not stored"
+            )
 
     async def history(self, conversation_id: str, limit: int | None = None) -> list[Turn]:
         if limit == 0:
@@ -287,21 +345,26 @@ class RedisSessionStore:
         raw = await self._call(lambda: self._redis.lrange(key, start, -1))
         return [Turn.from_json(json.loads(item)) for item in raw]
 
+    def _lock_key(self, conversation_id: str) -> str:
+        return f"{self._prefix}lock:conv:{conversation_id}"
+
     @asynccontextmanager
-    async def lock(self, conversation_id: str) -> AsyncIterator[None]:
+    async def lock(self, conversation_id: str) -> AsyncIterator[Lease]:
         from redis.exceptions import ConnectionError, LockError, TimeoutError
 
         lock = self._redis.lock(
-            f"{self._prefix}lock:conv:{conversation_id}",
+            self._lock_key(conversation_id),
             timeout=self._settings.lock_timeout_s,
             blocking_timeout=self._settings.lock_wait_s,
         )
-        acquired = await self._call(lock.acquire)
+        lease = Lease(conversation_id, uuid.uuid4().hex, self._settings.lock_timeout_s)
+        acquired = await self._call(lambda: lock.acquire(token=lease.token))
         if not acquired:
             raise Busy("another message of this conversation is still being answered")
-        renew = asyncio.create_task(self._renew(lock, conversation_id))
+        lease.confirmed = time.monotonic()
+        renew = asyncio.create_task(self._renew(lock, lease))
         try:
-            yield
+            yield lease
         finally:
             renew.cancel()
             try:
@@ -311,7 +374,7 @@ class RedisSessionStore:
             except (ConnectionError, TimeoutError, OSError):  # it expires by itself
                 log.warning("could not release the lock of conversation %s", conversation_id)
 
-    async def _renew(self, lock: Any, conversation_id: str) -> None:
+    async def _renew(self, lock: Any, lease: Lease) -> None:
         """Keep the lease while the turn runs: a third of its length between renewals."""
         from redis.exceptions import ConnectionError, LockError, TimeoutError
 
@@ -319,14 +382,28 @@ class RedisSessionStore:
             await asyncio.sleep(self._settings.lock_timeout_s / 3)
             try:
                 await lock.reacquire()
+                lease.confirmed = time.monotonic()
             except LockError:
-                log.warning("the lock of conversation %s was lost", conversation_id)
+                log.warning("the lock of conversation %s was lost", lease.conversation_id)
+                lease.lost = True
                 return
             except (ConnectionError, TimeoutError, OSError) as exc:
-                log.warning("could not renew the lock of %s: %s", conversation_id, exc)
+                log.warning("could not renew the lock of %s: %s", lease.conversation_id, exc)
+
+    async def confirm(self, lease: Lease) -> None:
+        key, ttl_ms = self._lock_key(lease.conversation_id), int(lease.ttl_s * 1000)
+        held = not lease.lost and await self._call(
+            lambda: self._extend(keys=[key], args=[lease.token, ttl_ms])
+        )
+        if not held:
+            lease.lost = True
+            raise LeaseLost(
+                f"conversation {lease.conversation_id}: another process took the turn over"
+            )
+        lease.confirmed = time.monotonic()
 
     async def locked(self, conversation_id: str) -> bool:
-        key = f"{self._prefix}lock:conv:{conversation_id}"
+        key = self._lock_key(conversation_id)
         return bool(await self._call(lambda: self._redis.exists(key)))
 
 
@@ -341,6 +418,29 @@ if #ARGV > 1 then
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
 return 1
+"""
+
+
+# Append turns, whole, to a conversation: KEYS conv, its turns, its lock; ARGV the writer's
+# lease token ('' for none), max turns, now, TTL, then the turns. With a token, nothing is
+# written unless the lock still holds it (the fencing check): 0.
+_APPEND = """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[1] then return 0 end
+for i = 5, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+redis.call('HSET', KEYS[1], 'updated', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return 1
+"""
+
+# Extend a lock still held by ARGV[1] to ARGV[2] ms: 1, else 0 (someone else holds it).
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
 """
 
 

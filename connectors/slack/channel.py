@@ -36,7 +36,14 @@ import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from bot.errors import BadRequest, Busy, ConversationNotFound, StoreUnavailable, SwitchboardError
+from bot.errors import (
+    BadRequest,
+    Busy,
+    ConversationNotFound,
+    LeaseLost,
+    StoreUnavailable,
+    SwitchboardError,
+)
 from bot.handoff import WITH_AGENT, HandoffDesk
 from bot.jobs import GiveUp, Job, JobQueue, RetryLater, backoff
 from bot.manager import ConversationManager
@@ -309,6 +316,9 @@ class SlackChannel:
                         stream.withdraw()
                     elif isinstance(event, Message):
                         final = event
+        except LeaseLost as exc:  # paused past its lease: another process answers it
+            log.warning("%s", exc.message)
+            return
         except ConversationNotFound as exc:
             raise GiveUp(exc.message) from None
         except (StoreUnavailable, Busy) as exc:

@@ -20,7 +20,7 @@ from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote
 
-from bot.errors import Busy, StoreUnavailable, SwitchboardError
+from bot.errors import Busy, LeaseLost, StoreUnavailable, SwitchboardError
 from bot.events import Event, EventLog, open_turn
 from bot.manager import ConversationManager
 from bot.types import Accepted, Citation, InboundMessage, Message, Notice, ReplyEvent, Token
@@ -160,6 +160,10 @@ class TurnRunner:
             async for event in work:
                 if (frame := event_frame(event, self.article_base)) is not None:
                     await self.events.append(cid, frame)
+        except LeaseLost as exc:
+            # This process was paused past its lease and another one took the turn over:
+            # that one's answer is the answer; this one says nothing more.
+            log.warning("%s", exc.message)
         except SwitchboardError as exc:
             await self._log_error(cid, error_frame(exc.code, exc.message, reply_to))
         except asyncio.CancelledError:

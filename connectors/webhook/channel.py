@@ -35,7 +35,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from bot.errors import BadRequest, Busy, ConversationNotFound, StoreUnavailable
+from bot.errors import BadRequest, Busy, ConversationNotFound, LeaseLost, StoreUnavailable
 from bot.handoff import HandoffDesk
 from bot.jobs import GiveUp, Job, JobQueue, RetryLater, backoff
 from bot.manager import ConversationManager
@@ -183,6 +183,9 @@ class WebhookChannels:
                 async for event in events:
                     if isinstance(event, Message):
                         final = event
+        except LeaseLost as exc:  # paused past its lease: another process answers it
+            log.warning("%s", exc.message)
+            return
         except ConversationNotFound as exc:
             raise GiveUp(exc.message) from None
         except (StoreUnavailable, Busy) as exc:
