@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from bot.components import Components
-from bot.errors import Forbidden
+from bot.errors import Forbidden, Unavailable
 from bot.manager import ConversationManager
 from bot.observability import metrics_text
 from bot.types import Accepted, InboundMessage, Message
@@ -139,7 +139,11 @@ async def readyz(components: ComponentsDep) -> JSONResponse:
         400: {"description": "bad message"},
         403: {"description": "the conversation's token is missing or wrong"},
         404: {"description": "unknown conversation"},
-        503: {"description": "store unavailable or busy"},
+        503: {
+            "description": "store unavailable or busy; once the question is stored, the "
+            "error carries its conversation_id and conversation_token: send it again with the "
+            "same id"
+        },
     },
 )
 async def post_message(
@@ -170,12 +174,26 @@ async def post_message(
     inbound = InboundMessage(body.text, "rest", body.conversation_id, body.id, ip=ip)
     final: Message | None = None
     accepted: Accepted | None = None
-    async with aclosing(manager.respond(inbound)) as events:
-        async for event in events:
-            if isinstance(event, Message):
-                final = event
-            elif isinstance(event, Accepted):
-                accepted = event
+    try:
+        async with aclosing(manager.respond(inbound)) as events:
+            async for event in events:
+                if isinstance(event, Message):
+                    final = event
+                elif isinstance(event, Accepted):
+                    accepted = event
+    except Unavailable as exc:
+        if accepted is None:
+            raise
+        # The question is stored: the caller needs the conversation to ask again (the same
+        # `id` then gets this question answered, once) — not a stranded question.
+        cid = accepted.conversation_id
+        error = {
+            "code": exc.code,
+            "message": exc.message + "; send the same message (same id) again to have it answered",
+            "conversation_id": cid,
+            "conversation_token": signer.resume_token(cid),
+        }
+        return JSONResponse({"error": error}, 503, headers={"Retry-After": "2"})
     if final is None:
         assert accepted is not None and accepted.to_agent, "an answer or a relayed message"
         return MessageOut(

@@ -481,13 +481,28 @@ class _ChatSession:
                 }
             )
             self.follow(cid, 0, False)
-        elif client_id is not None and (
-            self.web.runner.pending(cid, client_id)
-            or await self.manager.find_sent(cid, client_id) is not None
-        ):
+        elif client_id is not None and await self._resent(cid, client_id):
             return  # a resend after a reconnect: the log already has (or will have) it
         ip = self.ws.client.host if self.ws.client else None
         self.web.runner.submit(InboundMessage(text, "web", cid, client_id, self.user, ip))
+
+    async def _resent(self, cid: str, client_id: str) -> bool:
+        """Whether this message is already answered or being answered: then a resend is
+        not run again. A stored question nobody answers (refused as busy after it was
+        stored, or its turn failed) is run again: the turn answers the stored question,
+        once, under the conversation's lock."""
+        if self.web.runner.pending(cid, client_id):
+            return True
+        turns = await self.manager.store.history(cid)
+        asked = next(
+            (i for i, t in enumerate(turns) if t.role == "user" and t.client_id == client_id),
+            None,
+        )
+        if asked is None:
+            return False
+        # Only the last message is still waiting: an older one left unanswered stays so.
+        waiting = asked == len(turns) - 1
+        return not waiting or await self.manager.store.locked(cid)
 
     async def feedback(self, frame: dict[str, Any]) -> None:
         cid, mid, rating = self.conversation_id, frame.get("message_id"), frame.get("rating")

@@ -70,7 +70,7 @@ class FrozenMidAnswer:
             if i == 2:
                 other = threading.Thread(target=self.during)
                 other.start()
-                time.sleep(self.freeze_s)  # SIGSTOP: the lease is not renewed
+                time.sleep(self.freeze_s)  # noqa: ASYNC251 - SIGSTOP: nothing of the process runs
                 other.join()
             yield piece
 
@@ -165,5 +165,3 @@ async def test_a_write_under_a_lost_lease_is_refused_and_stores_nothing(
         assert [t.text for t in await store.history(session.id)] == ["hi"]
     finally:
         await store.close()
-
-

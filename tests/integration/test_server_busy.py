@@ -29,6 +29,7 @@ def server(
         ),
         knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
         answers={"mode": "generate"},  # a long answer holds the model's only slot
+        admin_api_key="admin-key",
     )
     with live_server(create_app(settings)) as live:
         yield live
@@ -42,25 +43,66 @@ def test_busy_error_when_the_only_slot_is_taken_then_served_when_it_frees(
         while json.loads(frame := long_answer.recv(timeout=60))["type"] != "token":
             pass
 
-        rest = httpx.post(
-            f"{server.http}/api/messages", json={"text": "How long does a refund take?"}, timeout=30
-        )
+        question = {"text": "How long does a refund take?", "id": "busy-1"}
+        rest = httpx.post(f"{server.http}/api/messages", json=question, timeout=30)
         assert rest.status_code == 503
-        assert rest.json()["error"]["code"] == "busy"
-        assert "try again" in rest.json()["error"]["message"]
+        refused = rest.json()["error"]
+        assert refused["code"] == "busy"
+        assert "try again" in refused["message"]
+        # The question was stored before the model refused it: the caller gets its
+        # conversation, to send it again.
+        assert refused["conversation_id"] and refused["conversation_token"]
+        waiting = _Waiting(server, "busy-1", refused["conversation_id"])
         with connect(server.ws) as ws:
-            _, frame, _ = ws_turn(ws, "How long does a refund take?", timeout=30)
+            _, frame, frames = ws_turn(ws, "How long does a refund take?", timeout=30)
             assert frame["type"] == "error" and frame["code"] == "busy", frame
             ws.send(json.dumps({"type": "ping"}))
             assert json.loads(ws.recv(timeout=10)) == {"type": "pong"}
+            web = next(f for f in frames if f["type"] == "conversation")
     # The long answer goes on after its client left (a reload must not lose it); when it is
-    # done, the slot is free again.
+    # done, the slot is free again, and the refused question, sent again with the same id,
+    # is answered.
+    resend = {
+        **question,
+        "conversation_id": refused["conversation_id"],
+        "conversation_token": refused["conversation_token"],
+    }
     deadline = time.monotonic() + 180
     while True:
-        rest = httpx.post(
-            f"{server.http}/api/messages", json={"text": "How long does a refund take?"}, timeout=60
-        )
+        rest = httpx.post(f"{server.http}/api/messages", json=resend, timeout=60)
         if rest.status_code != 503 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     assert rest.status_code == 200, rest.text
+    assert rest.json()["in_reply_to"] == "busy-1"
+    assert waiting.questions() == 1, "the stored question was answered, not stored twice"
+    # The widget's resend (same client id, after a reconnect) is answered too.
+    with connect(server.ws) as ws:
+        ws.send(
+            json.dumps(
+                {"type": "hello", **{k: web[k] for k in ("conversation_id", "resume_token")}}
+            )
+        )
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        for _ in range(20):  # the slot may take a moment to free after the last answer
+            _, frame, _ = ws_turn(ws, "How long does a refund take?", timeout=120)
+            if frame.get("code") != "busy":
+                break
+            time.sleep(0.5)
+        assert frame["type"] == "message" and frame["in_reply_to"] == "c1", frame
+
+
+class _Waiting:
+    """A conversation's stored questions with one client id, read through the admin API."""
+
+    def __init__(self, server: LiveServer, client_id: str, cid: str) -> None:
+        self.server, self.client_id, self.cid = server, client_id, cid
+
+    def questions(self) -> int:
+        reply = httpx.get(
+            f"{self.server.http}/admin/conversations/{self.cid}",
+            headers={"Authorization": "Bearer admin-key"},
+        )
+        assert reply.status_code == 200, reply.text
+        turns = reply.json()["turns"]
+        return sum(t["role"] == "user" and t.get("client_id") == self.client_id for t in turns)
