@@ -7,13 +7,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from bot.components import Components
 from bot.errors import Forbidden, Unavailable
 from bot.manager import ConversationManager
 from bot.observability import metrics_text
-from bot.types import Accepted, InboundMessage, Message
+from bot.types import Accepted, InboundMessage, Message, is_text
 
 router = APIRouter()
 
@@ -63,6 +63,13 @@ class MessageIn(BaseModel):
         description="The caller's id for this message: a resend with the same id gets the "
         "stored answer, not a second one.",
     )
+
+    @field_validator("*")
+    @classmethod
+    def _is_text(cls, value: object) -> object:
+        if isinstance(value, str) and not is_text(value):
+            raise ValueError("holds a lone surrogate (\\ud800-\\udfff), which is not text")
+        return value
 
 
 class MessageOut(BaseModel):
@@ -187,13 +194,9 @@ async def post_message(
         # The question is stored: the caller needs the conversation to ask again (the same
         # `id` then gets this question answered, once) — not a stranded question.
         cid = accepted.conversation_id
-        error = {
-            "code": exc.code,
-            "message": exc.message + "; send the same message (same id) again to have it answered",
-            "conversation_id": cid,
-            "conversation_token": signer.resume_token(cid),
-        }
-        return JSONResponse({"error": error}, 503, headers={"Retry-After": "2"})
+        exc.message += "; send the same message (same id) again to have it answered"
+        exc.extra = {"conversation_id": cid, "conversation_token": signer.resume_token(cid)}
+        raise
     if final is None:
         assert accepted is not None and accepted.to_agent, "an answer or a relayed message"
         return MessageOut(

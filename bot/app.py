@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from bot import __version__
@@ -19,7 +20,7 @@ from bot.admin import MAX_DOCUMENT_BYTES
 from bot.admin import router as admin_router
 from bot.api import router as api_router
 from bot.components import Components, build_components
-from bot.errors import SwitchboardError
+from bot.errors import SwitchboardError, Unavailable
 from bot.handoff import HandoffDesk
 from bot.jobs import JobQueue, MemoryJobQueue, RedisJobQueue
 from bot.limits import BodyLimit
@@ -100,10 +101,30 @@ def create_app(settings: Settings | None = None, components: Components | None =
     )
     app.add_middleware(RequestIdMiddleware)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # What was wrong, never the input itself: it may be personal data, NaN or a lone
+        # surrogate (which no JSON response can carry).
+        problems = [
+            {"loc": [str(p) for p in e["loc"]], "msg": str(e["msg"]), "type": str(e["type"])}
+            for e in exc.errors()
+        ]
+        message = (
+            "; ".join(f"{'.'.join(p['loc'][1:]) or 'body'}: {p['msg']}" for p in problems)
+            .encode("utf-8", "backslashreplace")
+            .decode()
+        )
+        return JSONResponse(
+            {"error": {"code": "invalid_request", "message": message}, "detail": problems},
+            status_code=422,
+        )
+
     @app.exception_handler(SwitchboardError)
     async def _fault(request: Request, exc: SwitchboardError) -> JSONResponse:
         return JSONResponse(
-            {"error": {"code": exc.code, "message": exc.message}}, status_code=exc.http_status
+            {"error": {"code": exc.code, "message": exc.message, **exc.extra}},
+            status_code=exc.http_status,
+            headers={"Retry-After": "2"} if isinstance(exc, Unavailable) else None,
         )
 
     return app

@@ -34,6 +34,8 @@ class SwitchboardError(Exception):
         self.message = message
         if code is not None:
             self.code = code
+        # More for the caller, sent beside code and message (e.g. which conversation).
+        self.extra: dict[str, str] = {}
 
 
 class ConfigError(SwitchboardError):

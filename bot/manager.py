@@ -56,6 +56,7 @@ from bot.types import (
     ReplyEvent,
     Token,
     Turn,
+    is_text,
 )
 from knowledge.embeddings import Embedder
 from knowledge.retriever import Retriever
@@ -243,6 +244,11 @@ class ConversationManager:
         text = text.strip()
         if not text:
             raise BadRequest("the message is empty", code="empty_message")
+        if not is_text(text):
+            raise BadRequest(
+                "the message holds a lone surrogate (\\ud800-\\udfff), which is not text",
+                code="bad_text",
+            )
         limit = self._settings.max_message_chars
         if len(text) > limit:
             raise BadRequest(

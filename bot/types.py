@@ -178,3 +178,13 @@ class Error:
 
 
 ReplyEvent = Accepted | Token | Message | Notice | Handoff | Error
+
+
+def is_text(value: str) -> bool:
+    """Whether `value` can be written as UTF-8: JSON may carry a lone surrogate
+    ("\\ud800"), which no store, log or model can take."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -192,6 +192,8 @@ ARTICLE_TYPES = {
 async def article(name: str, request: Request) -> Response:
     """A help-center document, as text, for citation links (never rendered as HTML here)."""
     root = _web(request).settings.documents_dir.resolve()
+    if "\x00" in name or not name.isprintable():  # no file is named so; open() would fail
+        return _fail(404, "not_found", "no such article")
     path = (root / name).resolve()
     if not path.is_relative_to(root) or not path.is_file() or path.suffix not in ARTICLE_TYPES:
         return _fail(404, "not_found", f"no article {name!r}")

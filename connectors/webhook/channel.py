@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from bot.errors import BadRequest, Busy, ConversationNotFound, LeaseLost, StoreUnavailable
 from bot.handoff import HandoffDesk
@@ -42,7 +42,7 @@ from bot.manager import ConversationManager
 from bot.observability import DELIVERIES
 from bot.sessions import Session
 from bot.settings import Settings, WebhookSettings
-from bot.types import InboundMessage, Message, new_id
+from bot.types import InboundMessage, Message, is_text, new_id
 from connectors.kv import KeyValue
 from connectors.web.turns import citations_json
 from connectors.webhook.signature import (
@@ -70,6 +70,13 @@ class WebhookMessage(BaseModel):
     user_id: str | None = Field(None, max_length=200)
     text: str
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("conversation_id", "user_id", "text")
+    @classmethod
+    def _is_text(cls, value: str | None) -> str | None:
+        if value is not None and not is_text(value):
+            raise ValueError("holds a lone surrogate (\\ud800-\\udfff), which is not text")
+        return value
 
 
 class WebhookChannels:

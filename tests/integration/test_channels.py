@@ -356,6 +356,9 @@ def test_webhook_requests_are_verified_and_validated(deployment: Deployment) -> 
     assert bad.status_code == 400 and "text" in bad.json()["error"]["message"]
     empty = webhook_post(base, "sms", SMS, _message("c", "   "))
     assert empty.status_code == 400 and empty.json()["error"]["code"] == "empty_message"
+    for surrogate in ({"text": "\ud800"}, {"conversation_id": "c-\udfff"}):
+        odd = webhook_post(base, "sms", SMS, {**_message("c", "hi"), **surrogate})
+        assert odd.status_code == 400, odd.text
     rotated = webhook_post(base, "sms", [SMS[1]], _message("c-" + uuid.uuid4().hex, "hi"))
     assert rotated.status_code == 202  # the old secret still works while it rotates
 

@@ -298,3 +298,26 @@ def test_a_body_over_the_cap_is_refused_with_413_before_it_is_read(server: LiveS
     assert streamed.status_code == 413
     small = httpx.post(f"{server.http}/api/messages", json={"text": "y" * 501})
     assert small.status_code == 400, "under the cap: the route's own limit answers"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"text": "\\ud800 hello"}',  # a lone surrogate: valid JSON, not valid text
+        b'{"text": NaN}',
+        b'{"text": "hi", "conversation_id": NaN}',
+        b'{"text": "hi", "id": "\\udfff"}',
+    ],
+)
+def test_rest_bodies_that_are_not_text_get_4xx_not_500(server: LiveServer, body: bytes) -> None:
+    response = httpx.post(
+        f"{server.http}/api/messages", content=body, headers={"content-type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert "error" in response.json() or "detail" in response.json()
+
+
+@pytest.mark.parametrize("path", ["/help/%00", "/help/returns%00.md", "/help/..%2F..%2Fetc"])
+def test_help_paths_that_cannot_name_a_document_get_4xx(server: LiveServer, path: str) -> None:
+    response = httpx.get(f"{server.http}{path}")
+    assert 400 <= response.status_code < 500, response.text
