@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -281,18 +282,10 @@ class PresidioRedactor:
             names.warm_up()
         from presidio_analyzer import AnalyzerEngine
         from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
-        from presidio_analyzer.nlp_engine import NlpEngineProvider
         from presidio_anonymizer import AnonymizerEngine
 
         language = self._policy.language
-        # A plain AnalyzerEngine() would try to download en_core_web_lg: name our model.
-        nlp_engine = NlpEngineProvider(
-            nlp_configuration={
-                "nlp_engine_name": "spacy",
-                "models": [{"lang_code": language, "model_name": self._policy.spacy_model}],
-            }
-        ).create_engine()
-        _slim_pipeline(nlp_engine)
+        nlp_engine = _nlp_engine(language, self._policy.spacy_model)
         enhancer = _span_context_enhancer(LemmaContextAwareEnhancer)
         # Building the registry warns once per recognizer of another language (a dozen
         # lines at every start that say nothing wrong): quiet while it is built.
@@ -557,6 +550,35 @@ def _span_context_enhancer(base: Any) -> Any:
         context_suffix_count=CONTEXT_AFTER,
         context_matching_mode="whole_word",  # "cc" must not match "accepted"
     )
+
+
+_NLP_ENGINES: dict[tuple[str, str], Any] = {}
+_NLP_LOCK = threading.Lock()
+
+
+def _nlp_engine(language: str, model: str) -> Any:
+    """The loaded spaCy model behind presidio, one per (language, model) in the process.
+
+    Every redactor shares it: each channel's policy section, and each policy reload (a new
+    copy per reload held ~30 MB until the old engine was retired, and the allocator kept
+    much of it after). What a policy adds to it (`_unstop`: its context words are never
+    stop words) only ever widens what counts as context, for every policy alike.
+    """
+    with _NLP_LOCK:
+        engine = _NLP_ENGINES.get((language, model))
+        if engine is None:
+            from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+            # A plain AnalyzerEngine() would try to download en_core_web_lg: name our model.
+            engine = NlpEngineProvider(
+                nlp_configuration={
+                    "nlp_engine_name": "spacy",
+                    "models": [{"lang_code": language, "model_name": model}],
+                }
+            ).create_engine()
+            _slim_pipeline(engine)
+            _NLP_ENGINES[(language, model)] = engine
+        return engine
 
 
 def _slim_pipeline(nlp_engine: Any) -> None:
