@@ -123,13 +123,17 @@ async def metrics() -> Response:
 
 @router.get("/readyz", tags=["ops"], responses={503: {"description": "not ready"}})
 async def readyz(components: ComponentsDep) -> JSONResponse:
-    """Readiness: the store answers and the model is loaded; the knowledge base is reported."""
+    """Readiness: the store answers, the model is loaded and the action server (when actions
+    are configured) answers its health check; the knowledge base is reported."""
     checks: dict[str, Any] = {
         "store": "ok" if await components.store.ping() else "unreachable",
         "model": "ok" if components.llm.ready() else "loading",
         "knowledge": components.knowledge_error or "ok",
     }
-    ready = checks["store"] == "ok" and checks["model"] == "ok"
+    actions = components.manager.actions
+    if actions is not None:  # configured: its action server must answer
+        checks["actions"] = "ok" if await actions.client.healthy() else "unreachable"
+    ready = all(checks[name] == "ok" for name in ("store", "model", "actions") if name in checks)
     body = {
         "status": "ready" if ready else "not ready",
         "checks": checks,

@@ -21,6 +21,7 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
 
 from bot.actions.engine import ActionEngine, ActionReply
+from bot.admission import Admission, default_active
 from bot.errors import BadRequest, Busy, ConversationNotFound, ModelError, SwitchboardError
 from bot.handoff import WITH_AGENT, HandoffDesk
 from bot.llm.base import ChatMessage, GenerationParams, LanguageModel
@@ -209,6 +210,11 @@ class ConversationManager:
         self.actions: ActionEngine | None = None
         # Quote-first answers (made on first use from the embedder; see `answers.mode`).
         self.quotes: QuoteAnswerer | None = None
+        # The fair, bounded line every turn passes before anything of it is stored.
+        gate = settings.admission
+        self.admission = Admission(
+            gate.active or default_active(settings), gate.waiting, gate.per_client, gate.wait_s
+        )
 
     def no_answer_text(self, channel: str | None) -> str:
         """The "I don't know" reply: the prompt file's wording, else the policy's."""
@@ -271,7 +277,10 @@ class ConversationManager:
         current_trace.set(trace)
         outcome, first = "error", None
         try:
-            async with aclosing(self._respond(message)) as events:
+            async with (
+                self.admission.admit(_client_of(message)),
+                aclosing(self._respond(message)) as events,
+            ):
                 async for event in events:
                     if isinstance(event, Accepted):
                         conversation_id.set(event.conversation_id)
@@ -1028,6 +1037,16 @@ class ConversationManager:
             custom=turn.custom,
             kind=turn.kind,
         )
+
+
+def _client_of(message: InboundMessage) -> str:
+    """Whose line a turn waits in (bot/admission.py): the address of a widget or REST
+    caller, the Slack user, else the conversation (a webhook's)."""
+    if message.ip:
+        return "ip:" + message.ip
+    if message.user:
+        return "user:" + message.user
+    return f"{message.channel}:{message.conversation_id or ''}"
 
 
 def _sent(turns: list[Turn], client_id: str | None) -> tuple[Turn, Turn | None] | None:

@@ -68,6 +68,20 @@ DELIVERIES = Counter(
 )
 REDIS_ERRORS = Counter("switchboard_redis_errors_total", "Redis commands that failed.")
 WEBSOCKETS = Gauge("switchboard_websocket_connections", "Open chat websockets.")
+ADMISSION_WAITING = Gauge(
+    "switchboard_admission_waiting", "Turns waiting for a slot in the turn pipeline."
+)
+ADMISSION_WAIT_SECONDS = Histogram(
+    "switchboard_admission_wait_seconds",
+    "How long a turn waited for its slot in the turn pipeline.",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+)
+ADMISSION_REFUSED = Counter(
+    "switchboard_admission_refused_total",
+    "Turns refused as busy before anything was stored: full (the line is full), client (that "
+    "client has too many waiting), timeout (waited too long).",
+    ["reason"],
+)
 
 
 class _Stats(Protocol):
@@ -170,6 +184,10 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request's full URL at INFO: an outbound webhook's query string may
+    # carry its receiver's token. Our own lines name the channel, never the URL.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     if fmt == "json":
         # uvicorn's loggers carry their own plain handlers: send them through ours (and
         # `serve` tells uvicorn not to configure logging). Progress bars are not log lines.

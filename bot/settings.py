@@ -113,6 +113,28 @@ class LLMSettings(BaseModel):
         return value
 
 
+class AdmissionSettings(BaseModel):
+    """How many turns run at once, and who waits (see bot/admission.py)."""
+
+    active: int | None = Field(
+        None,
+        ge=1,
+        description="Turns running through the pipeline at once (default: one per CPU core "
+        "with quoted answers, the model's max_batch_size with written ones); the others wait "
+        "in line, one line per client, served in turn.",
+    )
+    waiting: int = Field(64, ge=0, description="Most turns waiting in all; beyond: busy.")
+    per_client: int = Field(
+        8,
+        ge=1,
+        description="Most turns one client (IP, Slack user, webhook conversation) may have "
+        "waiting; beyond: busy for that client only.",
+    )
+    wait_s: float = Field(
+        60.0, gt=0, description="Longest a turn waits for its slot before it is refused busy."
+    )
+
+
 class KnowledgeSettings(BaseModel):
     """The knowledge base."""
 
@@ -442,6 +464,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings)
     answers: AnswerSettings = Field(default_factory=AnswerSettings)
+    admission: AdmissionSettings = Field(default_factory=AdmissionSettings)
     sessions: SessionSettings = Field(default_factory=SessionSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)

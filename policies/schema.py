@@ -64,6 +64,9 @@ class Messages(Strict):
     handoff: NonEmptyText = "I've asked a person to join this conversation; they'll reply here."
     agent_joined: NonEmptyText = "{name} has joined the conversation."
     bot_back: NonEmptyText = "You're back with the assistant."
+    closed: NonEmptyText = (
+        "This conversation is closed. Write again any time and the assistant will answer."
+    )
 
 
 StageName = Literal["pii", "injection", "toxicity", "topics", "limits", "links", "handoff", "scrub"]

@@ -45,6 +45,14 @@ class RasaActionClient:
     async def close(self) -> None:
         await self._http.aclose()
 
+    async def healthy(self) -> bool:
+        """Whether the action server answers its health check (`GET /health`), now."""
+        try:
+            response = await self._http.get(self.url + "/health", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
     async def actions(self) -> list[str]:
         """The names of the actions the server has."""
         try:

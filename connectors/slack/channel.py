@@ -493,10 +493,13 @@ class SlackChannel:
             text = f"*{escape(frame.get('author') or 'Agent')}:* {to_mrkdwn(frame['text'])}"
         elif kind == "agent":
             name = frame.get("name") or "An agent"
+            state = frame["state"]
             text = (
                 messages.agent_joined.format(name=name)
-                if frame["state"] == "human"
-                else (messages.bot_back)
+                if state == "human"
+                else messages.closed
+                if state == "closed"
+                else messages.bot_back
             )
             text = escape(text)
         else:

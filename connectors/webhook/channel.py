@@ -29,6 +29,7 @@ import logging
 import time
 from contextlib import aclosing
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from fastapi import APIRouter, Request
@@ -241,6 +242,8 @@ class WebhookChannels:
             body["text"] = (
                 messages.agent_joined.format(name=frame.get("name") or "An agent")
                 if state == "human"
+                else messages.closed
+                if state == "closed"
                 else messages.bot_back
             )
         await self.queue.put("webhook.deliver", {"name": name, "body": body}, once=once)
@@ -264,6 +267,7 @@ class WebhookChannels:
             )
         except httpx.HTTPError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            reason = reason.replace(config.url, _without_query(config.url))
         else:
             if 200 <= response.status_code < 300:
                 DELIVERIES.labels(p["name"], "delivered").inc()
@@ -274,6 +278,14 @@ class WebhookChannels:
             raise GiveUp(f"{reason} (after {job.attempt + 1} tries)")
         DELIVERIES.labels(p["name"], "retry").inc()
         raise RetryLater(backoff(job.attempt, config.backoff_s, config.backoff_max_s), reason)
+
+
+def _without_query(url: str) -> str:
+    """`url` fit for a log line: no query string or credentials (a receiver's token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _fail(status: int, code: str, message: str) -> JSONResponse:

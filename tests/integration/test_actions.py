@@ -197,7 +197,10 @@ def test_the_action_server_dying_mid_conversation(
     first = _say(bot, "where is my order?")
     cid = first["conversation_id"]
     assert first["text"].startswith("What's your order number?")
+    assert httpx.get(bot.http + "/readyz").json()["checks"]["actions"] == "ok"
     actions_server.kill()
+    unready = httpx.get(bot.http + "/readyz")  # a configured dependency is down
+    assert unready.status_code == 503 and unready.json()["checks"]["actions"] == "unreachable"
     failed = _say(bot, "10567", cid)
     assert failed["text"] == FAILURE  # an apology and the offer of a person
     state = _state(bot, cid)
@@ -205,6 +208,7 @@ def test_the_action_server_dying_mid_conversation(
     actions_server.start()
     back = _say(bot, "where is my order?", cid)
     assert "shipped with UPS" in back["text"]  # the slot from the message was kept
+    assert httpx.get(bot.http + "/readyz").status_code == 200
 
 
 async def test_switchboard_runs_the_package_itself_and_restarts_it(tmp_path: Path) -> None:

@@ -688,6 +688,13 @@ def test_webhook_customer_handed_off_gets_the_agents_reply(deployment: Deploymen
     assert slack_form(deployment.url(), "/slack/commands", SECRET, form).json()["text"] == "Done."
     back = receiver.wait_for(1, conversation_id=conversation, type="agent", state="bot")[0]
     assert back.body["text"] == "You're back with the assistant."
+    # Handed over again, then closed: the customer is told it is closed, not that the
+    # assistant is back.
+    for verb in ("handoff", "close"):
+        command = {**form, "text": f"{verb} {cid}", "trigger_id": uuid.uuid4().hex}
+        assert slack_form(deployment.url(), "/slack/commands", SECRET, command).status_code == 200
+    closed = receiver.wait_for(1, conversation_id=conversation, type="agent", state="closed")[0]
+    assert closed.body["text"].startswith("This conversation is closed.")
 
 
 def _conversation_for(deployment: Deployment, external: str) -> str:
