@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 GROUP = "workers"
 DEFAULT_TRIES = 5  # for a handler that fails unexpectedly (its own policy: RetryLater/GiveUp)
 MAX_TRIES = 50  # even a job that asks to be retried goes to the dead letters after these
+UNHANDLED_TTL_S = 3600  # a job no worker has a handler for is dead after an hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +124,15 @@ class _Worker:
         self._handlers[kind] = handler
 
     async def _execute(self, job: Job) -> tuple[str, float, str]:
-        """Run the job: ("done" | "retry" | "dead", delay, error)."""
+        """Run the job: ("done" | "retry" | "pass" | "dead", delay, error); "pass": this
+        worker has no handler for it, another may."""
         handler = self._handlers.get(job.kind)
         if handler is None:
-            return "dead", 0.0, f"no handler for jobs of kind {job.kind!r}"
+            # Another worker may have it (servers sharing a queue need not run the same
+            # channels): passed on, not a try; dead only when nobody took it for a while.
+            if time.time() - job.created > UNHANDLED_TTL_S:
+                return "dead", 0.0, f"no worker has a handler for jobs of kind {job.kind!r}"
+            return "pass", random.uniform(0.5, 2.0), ""
         try:
             await handler(job)
         except RetryLater as later:
@@ -365,8 +371,9 @@ class RedisJobQueue(_Worker):
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.xack(self._stream, GROUP, entry_id)
                     pipe.xdel(self._stream, entry_id)
-                    if outcome == "retry":
-                        later = replace(job, attempt=job.attempt + 1, last_error=error)
+                    if outcome in ("retry", "pass"):
+                        tries = job.attempt + (outcome == "retry")
+                        later = replace(job, attempt=tries, last_error=error or job.last_error)
                         pipe.zadd(self._later, {later.to_json(): time.time() + delay})
                     elif outcome == "dead":
                         record = {"job": asdict(job), "error": error, "failed_at": time.time()}
@@ -454,6 +461,8 @@ class MemoryJobQueue(_Worker):
 
     async def _run(self, job: Job) -> None:
         outcome, delay, error = await self._execute(job)
+        if outcome == "pass":  # one process: nobody else will handle it
+            outcome, error = "dead", f"no handler for jobs of kind {job.kind!r}"
         if outcome == "retry":
             self._later(replace(job, attempt=job.attempt + 1, last_error=error), delay)
         elif outcome == "dead":

@@ -308,3 +308,30 @@ async def test_the_queue_recovers_when_its_stream_is_deleted(clients: list[aiore
         await _until(lambda: len(ran) == 2, within=15)
     finally:
         await queue.close()
+
+
+async def test_a_worker_without_the_jobs_handler_passes_it_to_one_that_has_it(
+    clients: list[aioredis.Redis],
+) -> None:
+    """Servers sharing a queue need not run the same channels: a server without Slack must
+    not dead-letter a Slack turn."""
+    without = _queue(clients, reader=1)
+    with_it = _queue(clients, reader=2)
+    done: list[str] = []
+
+    async def handler(job: Job) -> None:
+        done.append(job.payload["n"])
+
+    with_it.handle("slack.turn", handler)
+    await without.start()  # first, alone: it reads every job first
+    ids = [(await without.put("slack.turn", {"n": str(i)}))[0] for i in range(4)]
+    await asyncio.sleep(0.5)
+    await with_it.start()
+    try:
+        await _until(lambda: len(done) == 4, within=30)
+        assert sorted(done) == ["0", "1", "2", "3"]
+        assert await without.dead() == [] and await with_it.dead() == []
+    finally:
+        await without.close()
+        await with_it.close()
+    assert len(ids) == 4
