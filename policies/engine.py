@@ -247,6 +247,21 @@ class PolicyEngine:
         await self._keep_pseudonyms(pipeline)
         return replace(redaction, text=self._after_pii(pipeline, redaction.text, context))
 
+    async def redact_on_receipt(self, text: str, context: Context) -> str:
+        """A customer's message redacted the moment a channel receives it (Slack, webhooks
+        queue only the redacted text for the turn): what it held is audited and counted as
+        the input policy's findings would be — the turn itself will see none of it."""
+        redaction = await self.storage_redaction(text, context)
+        counts = Counter(found.entity_type for found in redaction.entities)
+        self.audit.record(
+            replace(context, point="input"),
+            tuple(
+                Finding("pii", kind, "redact", entity_type=kind, count=n)
+                for kind, n in counts.items()
+            ),
+        )
+        return redaction.text
+
     async def scrub_for_storage(self, text: str, context: Context | None = None) -> str:
         """Text that has been through the PII stage already (an allowed message's `Allow.text`,
         an answer out of `output_filter`) made fit to store: the storage stages after `pii`.

@@ -233,7 +233,7 @@ class SlackChannel:
 
     async def _redact(self, text: str, cid: str, channel: str) -> str:
         context = Context("storage", channel=channel, conversation=cid)
-        return await self.manager.policies.redact_for_storage(text, context)
+        return await self.manager.policies.redact_on_receipt(text, context)
 
     async def on_command(self, form: dict[str, str]) -> dict[str, Any]:
         """A slash command; the reply is the command's (ephemeral) response."""

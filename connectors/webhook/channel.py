@@ -145,7 +145,7 @@ class WebhookChannels:
             job = {
                 "name": name,
                 "conversation": cid,
-                "text": await self.manager.policies.redact_for_storage(text, context),
+                "text": await self.manager.policies.redact_on_receipt(text, context),
                 "key": key or "",
             }
             once = f"webhook:{name}:{key}" if key else None

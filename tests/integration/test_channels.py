@@ -423,6 +423,17 @@ def test_a_signed_webhook_request_replayed_with_new_idempotency_keys_is_answered
     assert again.status_code == 202
 
 
+def test_pii_in_a_webhook_message_is_audited_and_counted(deployment: Deployment) -> None:
+    labels = {"point": "input", "stage": "pii", "rule": "EMAIL_ADDRESS", "action": "redact"}
+    before = _metric(deployment, "switchboard_policy_decisions_total", **labels)
+    conversation = "c-" + uuid.uuid4().hex
+    text = "Please write to jane.doe@example.com about my refund"
+    assert webhook_post(deployment.url(), "sms", SMS, _message(conversation, text)).status_code == 202
+    deployment.receivers["sms"].wait_for(1, conversation_id=conversation)
+    after = _metric(deployment, "switchboard_policy_decisions_total", **labels)
+    assert after - before == 1
+
+
 def _metric(deployment: Deployment, name: str, **labels: str) -> float:
     """`name`'s samples with `labels`, summed over every process's /metrics."""
     from prometheus_client.parser import text_string_to_metric_families

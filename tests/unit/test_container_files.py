@@ -621,3 +621,10 @@ def test_api_demo_paths_are_in_the_image(compose: dict[str, object], stages: lis
     runs = " ".join(i.args for i in stage_named(stages, "model").all("RUN"))
     baked = re.search(r"kb ingest \S+ --index-dir (\S+)", runs)
     assert baked and env["SWITCHBOARD_KNOWLEDGE__INDEX_DIR"] == baked.group(1)
+
+
+def test_api_port_is_published_on_loopback_only(compose: dict[str, object]) -> None:
+    """/metrics and /admin share the port: a local trial must not put them on the network."""
+    ports = service(compose, "api")["ports"]
+    assert isinstance(ports, list) and ports
+    assert all(str(port).startswith("127.0.0.1:") for port in ports), ports
