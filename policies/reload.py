@@ -67,6 +67,10 @@ class PolicyReloader:
     async def check(self) -> bool:
         """Reload now if the file changed; True when a new policy was swapped in."""
         signature = self._stat()
+        if signature is None and self._signature is not None:
+            self._signature = None
+            self._refuse(f"{self._path}: the policy file is gone (deleted or moved)")
+            return False
         if signature is None or signature == self._signature:
             return False
         self._signature = signature

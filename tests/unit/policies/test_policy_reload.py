@@ -129,3 +129,24 @@ async def test_turns_under_load_see_one_policy_or_the_other_when_reloading(
     await turn(200)
     assert outcomes[-1] == "Block/Block"
     holder.engine.close()
+
+
+async def test_a_deleted_policy_file_is_logged_once_and_the_policy_keeps_serving(
+    policy_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    holder = Holder(policy_file)
+    reloader = PolicyReloader(policy_file, holder.build, holder.swap)
+    live = holder.engine
+    policy_file.unlink()
+    with caplog.at_level(logging.ERROR, logger="policies.reload"):
+        assert not await reloader.check()
+        assert not await reloader.check()
+    assert holder.engine is live
+    assert caplog.text.count("the policy file is gone") == 1
+    assert "previous policy keeps serving" in caplog.text
+    assert "gone" in reloader.last_error
+    # Put back (changed): loaded again.
+    policy_file.write_text(SECOND)
+    assert await reloader.check() and holder.engine is not live
+    holder.engine.close()
+
