@@ -15,11 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel
 
 from bot.components import Components
-from bot.errors import BadRequest, SwitchboardError
+from bot.errors import BadRequest, ConversationNotFound, SwitchboardError
 from bot.files import write_atomically
 from knowledge.loaders import SUPPORTED_SUFFIXES, UnreadableDocument, load_file
 
@@ -228,11 +228,35 @@ class ConversationOut(BaseModel):
     turns: list[dict[str, Any]]
 
 
+async def _conversation(request: Request, conversation_id: str, webhook: str | None) -> str:
+    """Our conversation id: as given, or (with `webhook`) the one that webhook channel's own
+    conversation id maps to — what its payloads carry."""
+    if webhook is None:
+        return conversation_id
+    found = await request.app.state.webhooks.find(webhook, conversation_id)
+    if found is None:
+        raise ConversationNotFound(
+            f"webhook channel {webhook!r} has no conversation {conversation_id!r}"
+        )
+    return str(found)
+
+
+WebhookQuery = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="The webhook channel whose own conversation id the path names (as in its "
+        "payloads); unset: the path is Switchboard's conversation id.",
+    ),
+]
+
+
 @router.get("/conversations/{conversation_id}", responses={404: {"description": "unknown"}})
 async def get_conversation(
-    conversation_id: str, request: Request, components: AdminDep
+    conversation_id: str, request: Request, components: AdminDep, webhook: WebhookQuery = None
 ) -> ConversationOut:
     """A conversation's status (bot, pending_human, human, closed) and its redacted turns."""
+    conversation_id = await _conversation(request, conversation_id, webhook)
     session, turns = await components.manager.resume(conversation_id)
     return ConversationOut(
         id=session.id,
@@ -244,9 +268,14 @@ async def get_conversation(
 
 @router.post("/conversations/{conversation_id}/handoff")
 async def hand_off(
-    conversation_id: str, body: HandoffIn, request: Request, components: AdminDep
+    conversation_id: str,
+    body: HandoffIn,
+    request: Request,
+    components: AdminDep,
+    webhook: WebhookQuery = None,
 ) -> dict[str, Any]:
     """Hand the conversation to a person (the agents' Slack channel gets a thread)."""
+    conversation_id = await _conversation(request, conversation_id, webhook)
     await components.manager.session(conversation_id)  # 404 when unknown
     desk = request.app.state.desk
     if not desk.console:
@@ -259,9 +288,14 @@ async def hand_off(
 
 @router.post("/conversations/{conversation_id}/resolve")
 async def resolve(
-    conversation_id: str, body: ResolveIn, request: Request, components: AdminDep
+    conversation_id: str,
+    body: ResolveIn,
+    request: Request,
+    components: AdminDep,
+    webhook: WebhookQuery = None,
 ) -> dict[str, Any]:
     """End a person's part: the bot answers again (or, with `close`, the conversation ends)."""
+    conversation_id = await _conversation(request, conversation_id, webhook)
     await components.manager.session(conversation_id)
     done = await request.app.state.desk.resolve(conversation_id, body.agent, close=body.close)
     return {"resolved": done}

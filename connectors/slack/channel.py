@@ -23,6 +23,7 @@ again after a crash does not post it twice. Slack's 429s are waited out (`Retry-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -57,6 +58,7 @@ from connectors.web.turns import citation_url
 from policies.base import Context
 
 log = logging.getLogger(__name__)
+COMMAND_MARK_TTL_S = 24 * 3600  # a slash command's trigger id, remembered for a day
 router = APIRouter(prefix="/slack", tags=["channels"])
 
 RESOLVE, CLOSE = "switchboard_resolve", "switchboard_close"
@@ -246,11 +248,21 @@ class SlackChannel:
         if not text:
             return _ephemeral(f"Ask a question: `{command} How long do refunds take?`")
         team = form.get("team_id", "")
-        session = await self.manager.store.create("slack", _user_id(team, user))
-        await self.manager.store.set_meta(
-            session.id, {"slack_channel": channel, "slack_thread": "", "slack_team": team}
-        )
         key = form.get("trigger_id") or hashlib.sha256(json.dumps(form).encode()).hexdigest()
+        # A retried command (Slack retries when the first reply was slow) is taken once, and
+        # makes no conversation of its own.
+        mark = f"slack:cmd-taken:{key}"
+        if not await self.kv.put(mark, "1", COMMAND_MARK_TTL_S, only_new=True):
+            return _ephemeral("Looking that up…")
+        try:
+            session = await self.manager.store.create("slack", _user_id(team, user))
+            await self.manager.store.set_meta(
+                session.id, {"slack_channel": channel, "slack_thread": "", "slack_team": team}
+            )
+        except BaseException:
+            with contextlib.suppress(StoreUnavailable):
+                await self.kv.delete(mark)
+            raise
         job = {
             "conversation": session.id,
             "text": await self._redact(text, session.id, "slack"),

@@ -160,10 +160,20 @@ class WebhookChannels:
             return JSONResponse({"status": "duplicate", "message_id": job_id}, 200)
         return JSONResponse({"status": "accepted", "message_id": job_id}, 202)
 
+    @staticmethod
+    def _conversation_key(name: str, external: str) -> str:
+        digest = hashlib.sha256(external.encode()).hexdigest()[:32]
+        return f"webhook:conv:{name}:{digest}"
+
+    async def find(self, name: str, external: str) -> str | None:
+        """Our conversation id for the channel's own id, if there is one (nothing is made)."""
+        if not is_text(external):
+            return None
+        return await self.kv.get(self._conversation_key(name, external))
+
     async def conversation(self, name: str, external: str, user: str | None) -> str:
         """Our conversation for the channel's conversation id (made on first use)."""
-        digest = hashlib.sha256(external.encode()).hexdigest()[:32]
-        key = f"webhook:conv:{name}:{digest}"
+        key = self._conversation_key(name, external)
         ttl = self.settings.sessions.ttl_s
         cid = await self.kv.get(key)
         if cid is not None and await self.manager.store.get(cid) is not None:

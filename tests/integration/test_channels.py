@@ -319,6 +319,13 @@ def test_the_ask_command(deployment: Deployment) -> None:
     time.sleep(1.5)
     texts = deployment.slack.messages("CASK")
     assert sum("asked:" in text for text in texts) == 1, texts  # the retry was not answered
+    client = redis.Redis.from_url(deployment.redis_url, decode_responses=True)
+    asked = [
+        key
+        for key in client.scan_iter(match=deployment.prefix + "conv:*")
+        if not key.endswith(":turns") and client.hget(key, "m:slack_channel") == "CASK"
+    ]
+    assert len(asked) == 1, "the retry made no conversation of its own"
     assert texts[0].startswith("<@UASKER> asked: How long does a refund take?")
     usage = slack_form(deployment.url(), "/slack/commands", SECRET, {**form, "text": ""})
     assert "Ask a question" in usage.json()["text"]
@@ -666,6 +673,10 @@ def test_webhook_customer_handed_off_gets_the_agents_reply(deployment: Deploymen
     rows = deployment.admin("GET", "/admin/conversations/x").status_code
     assert rows == 404
     cid = _conversation_for(deployment, conversation)
+    # The admin API takes the channel's own id, as the webhook payloads carry it.
+    by_own_id = deployment.admin("GET", f"/admin/conversations/{conversation}?webhook=sms")
+    assert by_own_id.status_code == 200 and by_own_id.json()["id"] == cid
+    assert deployment.admin("GET", "/admin/conversations/nope?webhook=sms").status_code == 404
     thread = _thread_of(deployment, cid)
     event = {
         "type": "message",
