@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from bot.errors import StoreUnavailable
+from bot.observability import JOBS, JOBS_BACKLOG
 from bot.sessions import store_call
 from bot.types import new_id
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 GROUP = "workers"
 DEFAULT_TRIES = 5  # for a handler that fails unexpectedly (its own policy: RetryLater/GiveUp)
 MAX_TRIES = 50  # even a job that asks to be retried goes to the dead letters after these
+BACKLOG_EVERY_S = 5.0  # how often a worker reads the queue's size for the metrics
 UNHANDLED_TTL_S = 3600  # a job no worker has a handler for is dead after an hour
 
 
@@ -124,6 +126,11 @@ class _Worker:
         self._handlers[kind] = handler
 
     async def _execute(self, job: Job) -> tuple[str, float, str]:
+        outcome, delay, error = await self._attempt(job)
+        JOBS.labels(job.kind, outcome).inc()
+        return outcome, delay, error
+
+    async def _attempt(self, job: Job) -> tuple[str, float, str]:
         """Run the job: ("done" | "retry" | "pass" | "dead", delay, error); "pass": this
         worker has no handler for it, another may."""
         handler = self._handlers.get(job.kind)
@@ -249,6 +256,19 @@ class RedisJobQueue(_Worker):
         self._beat = redis.register_script(_BEAT)
         self._replay = redis.register_script(_REPLAY)
         self._cursor = "0-0"
+        self._counted = 0.0
+
+    async def _count_backlog(self) -> None:
+        """The queue's shared state, for the metrics (every process reports the same)."""
+        self._counted = time.monotonic()
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self._stream)
+            pipe.zcard(self._later)
+            pipe.hlen(self._dead)
+            queued, later, dead = await pipe.execute()
+        JOBS_BACKLOG.labels("queued").set(queued)
+        JOBS_BACKLOG.labels("waiting_retry").set(later)
+        JOBS_BACKLOG.labels("dead").set(dead)
 
     async def put(
         self, kind: str, payload: dict[str, Any], *, once: str | None = None, delay_s: float = 0
@@ -279,6 +299,8 @@ class RedisJobQueue(_Worker):
         while not self._stopping:
             try:
                 await self._promote(keys=[self._stream, self._later], args=[time.time()])
+                if time.monotonic() - self._counted > BACKLOG_EVERY_S:
+                    await self._count_backlog()
                 await self._take()
                 failing = False
             except asyncio.CancelledError:

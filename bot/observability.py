@@ -68,6 +68,17 @@ DELIVERIES = Counter(
 )
 REDIS_ERRORS = Counter("switchboard_redis_errors_total", "Redis commands that failed.")
 WEBSOCKETS = Gauge("switchboard_websocket_connections", "Open chat websockets.")
+JOBS = Counter(
+    "switchboard_jobs_total",
+    "Background jobs run, by kind (slack.turn, slack.post, webhook.turn, webhook.deliver...) "
+    "and outcome: done, retry (failed, tried again later), pass (another server's), dead.",
+    ["kind", "outcome"],
+)
+JOBS_BACKLOG = Gauge(
+    "switchboard_jobs_backlog",
+    "Jobs in the shared queue by state: queued, waiting_retry, dead (read every 5 s).",
+    ["state"],
+)
 ADMISSION_WAITING = Gauge(
     "switchboard_admission_waiting", "Turns waiting for a slot in the turn pipeline."
 )

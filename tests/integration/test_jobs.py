@@ -315,6 +315,13 @@ async def test_a_worker_without_the_jobs_handler_passes_it_to_one_that_has_it(
 ) -> None:
     """Servers sharing a queue need not run the same channels: a server without Slack must
     not dead-letter a Slack turn."""
+    from prometheus_client import REGISTRY
+
+    def counted(outcome: str) -> float:
+        labels = {"kind": "slack.turn", "outcome": outcome}
+        return REGISTRY.get_sample_value("switchboard_jobs_total", labels) or 0.0
+
+    before = {outcome: counted(outcome) for outcome in ("done", "pass", "dead")}
     without = _queue(clients, reader=1)
     with_it = _queue(clients, reader=2)
     done: list[str] = []
@@ -331,6 +338,9 @@ async def test_a_worker_without_the_jobs_handler_passes_it_to_one_that_has_it(
         await _until(lambda: len(done) == 4, within=30)
         assert sorted(done) == ["0", "1", "2", "3"]
         assert await without.dead() == [] and await with_it.dead() == []
+        # Counted: four done, at least one passed on, none dead.
+        assert counted("done") - before["done"] == 4
+        assert counted("pass") > before["pass"] and counted("dead") == before["dead"]
     finally:
         await without.close()
         await with_it.close()
