@@ -126,6 +126,11 @@ async def _reindex(components: Components) -> IndexOut:
         report = await components.reindex()
     except ValueError as exc:  # no document has any text left
         raise EmptyKnowledgeBase(f"cannot index the documents: {exc}") from exc
+    except OSError as exc:  # e.g. an index baked into a read-only image
+        raise IndexNotWritable(
+            f"cannot write the index ({exc.strerror or exc}): point "
+            "SWITCHBOARD_KNOWLEDGE__INDEX_DIR at a writable folder to change documents here"
+        ) from exc
     return IndexOut(documents=report.documents, chunks=report.chunks, seconds=report.seconds)
 
 
@@ -146,8 +151,10 @@ async def list_documents(components: AdminDep) -> list[DocumentOut]:
     "/documents/{name}",
     responses={
         400: {"description": "bad name"},
+        409: {"description": "the index or documents folder cannot be written"},
         413: {"description": "too large"},
         415: {"description": "unsupported type"},
+        422: {"description": "the document cannot be read"},
     },
 )
 async def put_document(name: str, request: Request, components: AdminDep) -> ChangeOut:
@@ -160,11 +167,14 @@ async def put_document(name: str, request: Request, components: AdminDep) -> Cha
         raise BadRequest("the document is empty")
     await asyncio.to_thread(_check_readable, name, body)
     previous = path.read_bytes() if path.exists() else None
-    write_atomically(path, body)
+    try:
+        write_atomically(path, body)
+    except OSError as exc:
+        raise IndexNotWritable(f"cannot write {name}: {exc.strerror or exc}") from exc
     try:
         index = await _reindex(components)
-    except SwitchboardError:
-        # Leave the folder as the index describes it.
+    except BaseException:
+        # Leave the folder as the index describes it, whatever went wrong.
         if previous is None:
             path.unlink(missing_ok=True)
         else:
@@ -180,10 +190,13 @@ async def delete_document(name: str, components: AdminDep) -> ChangeOut:
     if not path.is_file():
         raise DocumentNotFound(f"no document named {name!r}")
     previous = path.read_bytes()
-    path.unlink()
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise IndexNotWritable(f"cannot remove {name}: {exc.strerror or exc}") from exc
     try:
         index = await _reindex(components)
-    except SwitchboardError:
+    except BaseException:
         write_atomically(path, previous)
         raise
     return ChangeOut(document=None, index=index)
@@ -198,6 +211,10 @@ def _check_readable(name: str, body: bytes) -> None:
             load_file(staged, folder)
         except UnreadableDocument as exc:
             raise UnreadableUpload(f"{name}: cannot be read ({exc})") from exc
+        except RecursionError:
+            raise UnreadableUpload(f"{name}: nested too deeply to read") from None
+        except (ValueError, LookupError, OSError) as exc:  # a parser's own fault on odd input
+            raise UnreadableUpload(f"{name}: cannot be read ({type(exc).__name__})") from exc
 
 
 @router.get("/feedback")
@@ -299,6 +316,11 @@ async def resolve(
     await components.manager.session(conversation_id)
     done = await request.app.state.desk.resolve(conversation_id, body.agent, close=body.close)
     return {"resolved": done}
+
+
+class IndexNotWritable(SwitchboardError):
+    code = "index_not_writable"
+    http_status = 409
 
 
 class HandoffUnavailable(SwitchboardError):

@@ -105,6 +105,12 @@ def test_uploaded_document_is_listed_and_answers_then_gone_when_deleted(
         ("huge.md", b"x" * (10 * 1024 * 1024 + 1), 413, "document_too_large"),
         ("latin1.txt", "Caf\u00e9 cr\u00e8me".encode("latin-1"), 422, "unreadable_document"),
         ("broken.pdf", b"%PDF-1.7\nnot really a pdf", 422, "unreadable_document"),
+        (
+            "deep.html",
+            b"<div>" * 100_000 + b"text" + b"</div>" * 100_000,
+            422,
+            "unreadable_document",
+        ),
     ],
 )
 def test_bad_upload_is_refused_and_nothing_changes(
@@ -115,6 +121,28 @@ def test_bad_upload_is_refused_and_nothing_changes(
     assert reply.status_code == status, reply.text
     assert reply.json()["error"]["code"] == code
     assert reply.json()["error"]["message"]
+    assert _names(server) == before
+
+
+def test_an_index_that_cannot_be_written_refuses_the_upload_and_leaves_no_file(
+    server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index baked into a read-only image (the compose file's): 409 with what to do, and
+    the documents folder as the index describes it. (Root writes through file modes, so the
+    read-only file system is what the fake stands for; the write path is the real one.)"""
+    import errno
+
+    components = server.config.app.state.components  # type: ignore[attr-defined]
+
+    async def read_only() -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(components, "reindex", read_only)
+    before = _names(server)
+    reply = httpx.put(f"{server.http}/admin/documents/gift.md", content=GIFT_CARDS, headers=AUTH)
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["error"]["code"] == "index_not_writable"
+    assert "INDEX_DIR" in reply.json()["error"]["message"]
     assert _names(server) == before
 
 

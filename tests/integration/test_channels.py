@@ -435,7 +435,8 @@ def test_pii_in_a_webhook_message_is_audited_and_counted(deployment: Deployment)
     before = _metric(deployment, "switchboard_policy_decisions_total", **labels)
     conversation = "c-" + uuid.uuid4().hex
     text = "Please write to jane.doe@example.com about my refund"
-    assert webhook_post(deployment.url(), "sms", SMS, _message(conversation, text)).status_code == 202
+    sent = webhook_post(deployment.url(), "sms", SMS, _message(conversation, text))
+    assert sent.status_code == 202
     deployment.receivers["sms"].wait_for(1, conversation_id=conversation)
     after = _metric(deployment, "switchboard_policy_decisions_total", **labels)
     assert after - before == 1

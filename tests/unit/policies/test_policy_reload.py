@@ -36,6 +36,11 @@ class Holder:
         return old
 
 
+def rewrite_new(path: Path, text: str) -> None:
+    with open(path, "w") as file:
+        file.write(text)
+
+
 def rewrite(path: Path, text: str) -> None:
     before = path.stat().st_mtime_ns
     path.write_text(text)
@@ -137,7 +142,7 @@ async def test_a_deleted_policy_file_is_logged_once_and_the_policy_keeps_serving
     holder = Holder(policy_file)
     reloader = PolicyReloader(policy_file, holder.build, holder.swap)
     live = holder.engine
-    policy_file.unlink()
+    os.remove(policy_file)
     with caplog.at_level(logging.ERROR, logger="policies.reload"):
         assert not await reloader.check()
         assert not await reloader.check()
@@ -146,7 +151,7 @@ async def test_a_deleted_policy_file_is_logged_once_and_the_policy_keeps_serving
     assert "previous policy keeps serving" in caplog.text
     assert "gone" in reloader.last_error
     # Put back (changed): loaded again.
-    policy_file.write_text(SECOND)
+    rewrite_new(policy_file, SECOND)
     assert await reloader.check() and holder.engine is not live
     holder.engine.close()
 
