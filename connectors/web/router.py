@@ -298,8 +298,16 @@ class _ChatSession:
         except json.JSONDecodeError as exc:
             await self.send(error_frame("bad_json", f"the frame is not valid JSON: {exc.msg}"))
             return
-        if not isinstance(frame, dict):
+        except RecursionError:
+            await self.send(error_frame("bad_json", "the frame is nested too deeply"))
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str | None):
             await self.send(error_frame("bad_frame", "a frame must be a JSON object with a 'type'"))
+            return
+        if not all(isinstance(frame.get(k), str | None) for k in ("id", "text", "message_id")):
+            await self.send(
+                error_frame("bad_frame", "'id', 'text' and 'message_id' must be strings")
+            )
             return
         kind = frame.get("type")
         if kind in ("hello", "feedback") and (wait := self._bucket.take()):
@@ -328,6 +336,10 @@ class _ChatSession:
                 )
         except SwitchboardError as exc:
             await self.send(error_frame(exc.code, exc.message, frame.get("id")))
+        except (UnicodeError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            # A frame no client should send: its error, and the connection stays up.
+            log.info("websocket: a %s frame could not be handled: %s", kind, type(exc).__name__)
+            await self.send(error_frame("bad_frame", "the frame could not be handled"))
 
     # --- following a conversation's events --------------------------------------------
 
