@@ -31,6 +31,15 @@ DOCUMENT_TYPES = SUPPORTED_SUFFIXES
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,150}$")
 
 
+def document_name_pattern() -> str:
+    """What a document's name may be, as the OpenAPI document states it (the route checks
+    it itself, answering 400 or 415 with a message rather than a bare 422)."""
+    either = "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in "|".join(
+        sorted(suffix.lstrip(".") for suffix in DOCUMENT_TYPES)
+    ))  # fmt: skip
+    return rf"^[A-Za-z0-9][A-Za-z0-9._ -]{{0,140}}\.({either})$"
+
+
 class Unauthorized(SwitchboardError):
     code = "unauthorized"
     http_status = 401
@@ -156,6 +165,15 @@ async def list_documents(components: AdminDep) -> list[DocumentOut]:
         415: {"description": "unsupported type"},
         422: {"description": "the document cannot be read"},
     },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "The file itself (Markdown, text, HTML or PDF), at most 10 MiB.",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
 )
 async def put_document(name: str, request: Request, components: AdminDep) -> ChangeOut:
     """Add or replace a document (the request body is the file), then re-index."""
@@ -183,7 +201,15 @@ async def put_document(name: str, request: Request, components: AdminDep) -> Cha
     return ChangeOut(document=_describe(path), index=index)
 
 
-@router.delete("/documents/{name}", responses={404: {"description": "no such document"}})
+@router.delete(
+    "/documents/{name}",
+    responses={
+        400: {"description": "bad name"},
+        404: {"description": "no such document"},
+        409: {"description": "the index or documents folder cannot be written"},
+        415: {"description": "unsupported type"},
+    },
+)
 async def delete_document(name: str, components: AdminDep) -> ChangeOut:
     """Remove a document, then re-index."""
     path = _path(components, name)
@@ -283,7 +309,13 @@ async def get_conversation(
     )
 
 
-@router.post("/conversations/{conversation_id}/handoff")
+@router.post(
+    "/conversations/{conversation_id}/handoff",
+    responses={
+        404: {"description": "unknown conversation"},
+        409: {"description": "no agent console (Slack support channel)"},
+    },
+)
 async def hand_off(
     conversation_id: str,
     body: HandoffIn,
@@ -303,7 +335,12 @@ async def hand_off(
     return {"handed_off": done}
 
 
-@router.post("/conversations/{conversation_id}/resolve")
+@router.post(
+    "/conversations/{conversation_id}/resolve",
+    responses={
+        404: {"description": "unknown conversation"},
+    },
+)
 async def resolve(
     conversation_id: str,
     body: ResolveIn,

@@ -45,7 +45,12 @@ MAX_ID_CHARS = 200
 class MessageIn(BaseModel):
     """A user message sent server-to-server."""
 
-    text: str = Field(description="The user's message (redacted before it is stored).")
+    text: str = Field(
+        min_length=1,
+        pattern=r"\S",
+        description="The user's message (redacted before it is stored); at most "
+        "SWITCHBOARD_MAX_MESSAGE_CHARS characters (the document gives this server's limit).",
+    )
     conversation_id: str | None = Field(
         None,
         max_length=MAX_ID_CHARS,

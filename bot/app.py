@@ -13,10 +13,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from bot import __version__
-from bot.admin import MAX_DOCUMENT_BYTES
+from bot.admin import MAX_DOCUMENT_BYTES, document_name_pattern
 from bot.admin import router as admin_router
 from bot.api import router as api_router
 from bot.components import Components, build_components
@@ -96,6 +97,23 @@ def create_app(settings: Settings | None = None, components: Components | None =
     app.include_router(slack_router)
     app.include_router(webhook_router)
 
+    def openapi() -> dict[str, Any]:
+        # The document states this server's own limits, which settings decide.
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )  # fmt: skip
+            text = document["components"]["schemas"]["MessageIn"]["properties"]["text"]
+            text["maxLength"] = settings.max_message_chars
+            for operation in document["paths"]["/admin/documents/{name}"].values():
+                for parameter in operation.get("parameters", []):
+                    if parameter["name"] == "name":
+                        parameter["schema"]["pattern"] = document_name_pattern()
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(
         BodyLimit, limit=settings.max_request_bytes, upload_limit=MAX_DOCUMENT_BYTES + 64 * 1024
     )

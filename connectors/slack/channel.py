@@ -586,7 +586,13 @@ async def _verified(request: Request) -> tuple[SlackChannel, bytes] | JSONRespon
     return slack, body
 
 
-@router.post("/events", responses={401: {"description": "not signed by Slack"}})
+@router.post(
+    "/events",
+    responses={
+        401: {"description": "not signed by Slack"},
+        404: {"description": "Slack is not configured on this server"},
+    },
+)
 async def slack_events(request: Request) -> Response:
     """Slack's Events API (`url_verification`, `event_callback`): acknowledged at once."""
     checked = await _verified(request)
@@ -613,7 +619,13 @@ def _form(body: bytes) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
 
-@router.post("/commands", responses={401: {"description": "not signed by Slack"}})
+@router.post(
+    "/commands",
+    responses={
+        401: {"description": "not signed by Slack"},
+        404: {"description": "Slack is not configured on this server"},
+    },
+)
 async def slack_commands(request: Request) -> Response:
     """Slash commands: `/ask QUESTION`, `/switchboard resolve|close|handoff ID`."""
     checked = await _verified(request)
@@ -626,7 +638,13 @@ async def slack_commands(request: Request) -> Response:
         return JSONResponse(_ephemeral(f"Sorry, try again in a moment ({exc.code})."))
 
 
-@router.post("/interactions", responses={401: {"description": "not signed by Slack"}})
+@router.post(
+    "/interactions",
+    responses={
+        401: {"description": "not signed by Slack"},
+        404: {"description": "Slack is not configured on this server"},
+    },
+)
 async def slack_interactions(request: Request) -> Response:
     """Block actions: the Resolve and Close buttons of handoff threads."""
     checked = await _verified(request)

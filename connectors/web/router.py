@@ -231,6 +231,31 @@ async def widget_token_preflight(request: Request) -> Response:
     "/api/widget/token",
     tags=["channels"],
     responses={400: {"description": "no site key or origin"}, 403: {"description": "refused"}},
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "Origin",
+                "in": "header",
+                "required": True,
+                "schema": {"type": "string", "minLength": 1},
+                "description": "The page's origin (browsers send it); it must be allowed for "
+                "the site key.",
+            }
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {
+                    "schema": {
+                        "type": "object",
+                        "required": ["site_key"],
+                        "properties": {"site_key": {"type": "string"}},
+                    }
+                }
+                for media in ("application/json", "text/plain")
+            },
+        },
+    },
 )
 async def widget_token(request: Request) -> JSONResponse:
     """A short-lived token for the widget's websocket: body `{"site_key": "..."}`.

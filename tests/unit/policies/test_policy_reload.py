@@ -154,4 +154,3 @@ async def test_a_deleted_policy_file_is_logged_once_and_the_policy_keeps_serving
     rewrite_new(policy_file, SECOND)
     assert await reloader.check() and holder.engine is not live
     holder.engine.close()
-
