@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export SWITCHBOARD_TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo serve ingest test test-fast lint format clean actions-server
+.PHONY: help install demo serve ingest test test-fast chaos lint format clean actions-server
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ serve: $(STAMP) ## Serve with the current settings (no ingest)
 
 test: $(STAMP) ## Run the whole test suite (needs Redis on 127.0.0.1:6379)
 	$(BIN)/pytest
+
+chaos: $(STAMP) ## Fault and load suite: kills, pauses, outages, replays, floods (a table)
+	$(BIN)/python bench/chaos.py
 
 test-fast: $(STAMP) ## Unit tests only
 	$(BIN)/pytest tests/unit
