@@ -352,6 +352,9 @@ class TransformersEngine:
             request.timed_out = True
             request.put(_DONE)
             return
+        # The answer's own time starts now: time spent waiting for a slot is not taken
+        # from it (the wait itself is bounded by the same length, above).
+        request.deadline = time.monotonic() + request.params.timeout_s
         try:
             cache, logits = self._prefill(request.prompt)
         except Exception as exc:

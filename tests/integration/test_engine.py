@@ -58,3 +58,25 @@ async def test_requests_take_turns_when_concurrent(engine: TransformersEngine) -
 
     first, second = await asyncio.gather(run(), run())
     assert first == second  # greedy and not interleaved
+
+
+async def test_time_waiting_for_a_slot_is_not_taken_from_the_answer(tiny_model_dir: Path) -> None:
+    """One slot: the second request waits for the first, then has its whole timeout to
+    write (it used to count from when it was queued, and timed out mid-answer)."""
+    single = TransformersEngine(
+        LLMSettings(model=str(tiny_model_dir), dtype="float32", max_batch_size=1), Path(".")
+    )
+    single.warm_up()
+    long = GenerationParams(max_new_tokens=300, ignore_eos=True)
+    _ = [p async for p in single.stream(PROMPT, GenerationParams(max_new_tokens=20))]  # warm
+    started = time.perf_counter()
+    _ = [p async for p in single.stream(PROMPT, long)]  # how long 300 tokens take here
+    alone = time.perf_counter() - started
+
+    async def run(params: GenerationParams) -> str:
+        return "".join([p async for p in single.stream(PROMPT, params)])
+
+    # The second needs `alone` in line and `alone` to write: 2 x alone, allowed 1.6 x alone.
+    patient = GenerationParams(max_new_tokens=300, ignore_eos=True, timeout_s=alone * 1.6)
+    first, second = await asyncio.gather(run(long), run(patient))
+    assert second == first
