@@ -36,6 +36,12 @@ def default_active(settings: Settings) -> int:
     return settings.llm.max_batch_size
 
 
+def default_waiting(settings: Settings) -> int:
+    """How many turns may wait by default: with written answers, as many as the model's own
+    queue would hold (a turn let in would wait there instead, after it was stored)."""
+    return 64 if settings.answers.mode == "quote" else settings.llm.max_queue
+
+
 class Admission:
     """A fair, bounded line in front of the turn pipeline (one per process)."""
 

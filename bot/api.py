@@ -46,8 +46,8 @@ class MessageIn(BaseModel):
     """A user message sent server-to-server."""
 
     text: str = Field(
-        min_length=1,
-        pattern=r"\S",
+        # Documented, checked by the turn itself (400 empty_message / message_too_long).
+        json_schema_extra={"minLength": 1, "pattern": r"\S"},
         description="The user's message (redacted before it is stored); at most "
         "SWITCHBOARD_MAX_MESSAGE_CHARS characters (the document gives this server's limit).",
     )

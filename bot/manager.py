@@ -21,7 +21,7 @@ from contextlib import aclosing
 from dataclasses import asdict, dataclass, replace
 
 from bot.actions.engine import ActionEngine, ActionReply
-from bot.admission import Admission, default_active
+from bot.admission import Admission, default_active, default_waiting
 from bot.errors import BadRequest, Busy, ConversationNotFound, ModelError, SwitchboardError
 from bot.handoff import WITH_AGENT, HandoffDesk
 from bot.llm.base import ChatMessage, GenerationParams, LanguageModel
@@ -213,7 +213,10 @@ class ConversationManager:
         # The fair, bounded line every turn passes before anything of it is stored.
         gate = settings.admission
         self.admission = Admission(
-            gate.active or default_active(settings), gate.waiting, gate.per_client, gate.wait_s
+            gate.active or default_active(settings),
+            default_waiting(settings) if gate.waiting is None else gate.waiting,
+            gate.per_client,
+            gate.wait_s,
         )
 
     def no_answer_text(self, channel: str | None) -> str:

@@ -123,7 +123,12 @@ class AdmissionSettings(BaseModel):
         "with quoted answers, the model's max_batch_size with written ones); the others wait "
         "in line, one line per client, served in turn.",
     )
-    waiting: int = Field(64, ge=0, description="Most turns waiting in all; beyond: busy.")
+    waiting: int | None = Field(
+        None,
+        ge=0,
+        description="Most turns waiting in all; beyond: busy (default: 64 with quoted answers, "
+        "the model's max_queue with written ones).",
+    )
     per_client: int = Field(
         8,
         ge=1,

@@ -30,9 +30,48 @@ def server(
         knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
         answers={"mode": "generate"},  # a long answer holds the model's only slot
         admin_api_key="admin-key",
+        # Two turns through the pipeline at once: the second reaches the model, which is
+        # full (the model refusing a stored question; admission's own refusal: below).
+        admission={"active": 2},
     )
     with live_server(create_app(settings)) as live:
         yield live
+
+
+@pytest.fixture(scope="module")
+def gated(
+    tiny_model_dir: Path, demo_index: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("gated"),
+        llm=LLMSettings(
+            model=str(tiny_model_dir), max_new_tokens=2000, max_batch_size=1, max_queue=0
+        ),
+        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
+        answers={"mode": "generate"},  # admission by default: 1 turn at once, none waiting
+    )
+    with live_server(create_app(settings)) as live:
+        yield live
+
+
+def test_admission_refuses_busy_before_storing_and_a_resend_is_answered(gated: LiveServer) -> None:
+    with connect(gated.ws) as long_answer:
+        long_answer.send(json.dumps({"type": "message", "text": "How do I reset my password?"}))
+        while json.loads(long_answer.recv(timeout=60))["type"] != "token":
+            pass
+        question = {"text": "How long does a refund take?", "id": "gated-1"}
+        rest = httpx.post(f"{gated.http}/api/messages", json=question, timeout=30)
+        assert rest.status_code == 503 and rest.json()["error"]["code"] == "busy"
+        assert rest.headers["retry-after"]
+        assert "conversation_id" not in rest.json()["error"], "refused before anything was stored"
+    deadline = time.monotonic() + 180
+    while True:  # the same message again once the slot is free: a fresh turn, answered
+        rest = httpx.post(f"{gated.http}/api/messages", json=question, timeout=60)
+        if rest.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert rest.status_code == 200, rest.text
+    assert rest.json()["in_reply_to"] == "gated-1"
 
 
 def test_busy_error_when_the_only_slot_is_taken_then_served_when_it_frees(
