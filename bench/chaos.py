@@ -10,7 +10,7 @@ conversations at once and a flooding client beside a polite one, with a scripted
 (instant answers: concurrency beyond what the CPU can generate), admission on and off.
 
 What is not here yet: 128 concurrent websocket conversations, Redis with AOF killed -9 and
-restarted mid-conversation, two server processes with one killed and one SIGSTOPped at once.
+restarted mid-conversation.
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ SCENARIOS: list[tuple[str, str, list[str]]] = [
         "paused past the lease",
         "a process frozen longer than its lock lease, taken over: one answer stored and sent",
         ["tests/integration/test_fencing.py"],
+    ),
+    (
+        "server SIGSTOPped mid-answer",
+        "two server processes: the one answering is paused past its job claim and lease, the "
+        "other answers; woken, the first delivers and stores nothing",
+        ["tests/integration/test_channels.py::"
+         "test_a_server_paused_mid_answer_and_taken_over_answers_nothing_when_it_wakes"],
     ),
     (
         "answering process killed",

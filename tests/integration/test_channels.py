@@ -54,6 +54,10 @@ SCRIPT = {
     "return an item": "You have **30 days** from delivery to return an item.",
     "refund take": "Refunds take 5 to 10 business days after we receive the return.",
     "refund steps": LONG,
+    # Long enough (about 5 s) to be paused in the middle of.
+    "paused answer": " ".join(
+        f"Step {i}: we check the parcel and log the return." for i in range(90)
+    ),
 }
 
 
@@ -440,6 +444,58 @@ def test_pii_in_a_webhook_message_is_audited_and_counted(deployment: Deployment)
     deployment.receivers["sms"].wait_for(1, conversation_id=conversation)
     after = _metric(deployment, "switchboard_policy_decisions_total", **labels)
     assert after - before == 1
+
+
+def test_a_server_paused_mid_answer_and_taken_over_answers_nothing_when_it_wakes(
+    deployment: Deployment,
+) -> None:
+    """SIGSTOP on the process answering a webhook turn, past its job claim and its lock
+    lease: the other process takes the job over and answers; SIGCONT: the first one's lease
+    is gone, so it neither stores nor delivers a second answer."""
+    import signal
+
+    receiver, conversation = deployment.receivers["sms"], "c-" + uuid.uuid4().hex
+    client = redis.Redis.from_url(deployment.redis_url, decode_responses=True)
+    text = "Tell me the paused answer please"
+    assert (
+        webhook_post(deployment.url(), "sms", SMS, _message(conversation, text)).status_code == 202
+    )
+    stream = deployment.prefix + "jobs"
+    deadline = time.monotonic() + 30
+    holder = None
+    while holder is None and time.monotonic() < deadline:  # who runs it, once it is running
+        for entry in client.xpending_range(stream, "workers", min="-", max="+", count=10):
+            pid = int(str(entry["consumer"]).rsplit("-", 2)[1])
+            holder = next((s for s in deployment.servers if s.proc and s.proc.pid == pid), None)
+        time.sleep(0.05)
+    assert holder is not None and holder.proc is not None
+    time.sleep(0.5)  # into the answer
+    holder.proc.send_signal(signal.SIGSTOP)
+    try:
+        # The other server claims the silent job (3 s), waits out the lock (10 s) and answers.
+        replies = receiver.wait_for(1, timeout=60, conversation_id=conversation, type="message")
+    finally:
+        holder.proc.send_signal(signal.SIGCONT)
+    assert replies[0].body["text"].startswith("Step 0: we check the parcel")
+    time.sleep(4)  # the woken process would have finished its answer by now
+    delivered = [
+        d
+        for d in receiver.accepted
+        if d.body.get("conversation_id") == conversation and d.body.get("type") == "message"
+    ]
+    assert len(delivered) == 1, [d.body["text"][:60] for d in delivered]
+    cid = _conversation_for_webhook(client, deployment.prefix, conversation)
+    turns = client.lrange(f"{deployment.prefix}conv:{cid}:turns", 0, -1)
+    assert [json.loads(t)["role"] for t in turns] == ["user", "assistant"]
+
+
+def _conversation_for_webhook(client: Any, prefix: str, external: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(external.encode()).hexdigest()[:32]
+    cid = client.get(f"{prefix}webhook:conv:sms:{digest}")
+    assert cid, "no conversation for the webhook's id"
+    return str(cid)
 
 
 def _metric(deployment: Deployment, name: str, **labels: str) -> float:
