@@ -47,6 +47,14 @@ T = TypeVar("T")
 RedactorFactory = Callable[[PiiPolicy], Redactor]
 
 
+def pii_findings(redaction: Redaction) -> tuple[Finding, ...]:
+    """What a redaction replaced, as the audit counts it: one finding per entity type."""
+    counts = Counter(found.entity_type for found in redaction.entities)
+    return tuple(
+        Finding("pii", kind, "redact", entity_type=kind, count=n) for kind, n in counts.items()
+    )
+
+
 class PiiStage:
     """The `pii` stage: a `Redactor` behind the `TextPolicy` contract. With
     `operator: pseudonym`, replacements are the conversation's own tags (see `pseudonyms`)."""
@@ -74,12 +82,7 @@ class PiiStage:
             redaction = self.redact(text, context.conversation)
         except Exception as exc:  # fail closed: text that could not be checked goes nowhere
             return Block("pii check failed", "", (Finding(self.name, type(exc).__name__, "error"),))
-        counts = Counter(found.entity_type for found in redaction.entities)
-        findings = tuple(
-            Finding(self.name, kind, "redact", entity_type=kind, count=n)
-            for kind, n in counts.items()
-        )
-        return Allow(redaction.text, redaction.entity_types, findings)
+        return Allow(redaction.text, redaction.entity_types, pii_findings(redaction))
 
 
 class _NoRedactor:
@@ -252,14 +255,7 @@ class PolicyEngine:
         queue only the redacted text for the turn): what it held is audited and counted as
         the input policy's findings would be — the turn itself will see none of it."""
         redaction = await self.storage_redaction(text, context)
-        counts = Counter(found.entity_type for found in redaction.entities)
-        self.audit.record(
-            replace(context, point="input"),
-            tuple(
-                Finding("pii", kind, "redact", entity_type=kind, count=n)
-                for kind, n in counts.items()
-            ),
-        )
+        self.audit.record(replace(context, point="input"), pii_findings(redaction))
         return redaction.text
 
     async def scrub_for_storage(self, text: str, context: Context | None = None) -> str:

@@ -111,6 +111,8 @@ def fold(text: str) -> tuple[str, list[int]]:
 def redact_folded(text: str, redact: Callable[[str], Redaction]) -> Redaction:
     """`redact` run on `fold(text)`, its spans mapped back onto `text`: what it finds in the
     folded text is replaced in the original, hidden characters inside a span with it."""
+    if text.isascii():  # nothing to fold (most messages): no per-character pass
+        return redact(text)
     folded, origin = fold(text)
     if folded == text:
         return redact(text)

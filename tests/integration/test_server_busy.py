@@ -18,17 +18,25 @@ from tests.support import DEMO_ABSTENTION, LiveServer, live_server, ws_turn
 pytestmark = pytest.mark.integration
 
 
+def _settings(data: Path, model: Path, index: Path, **overrides: object) -> Settings:
+    """One model slot and no model queue; a long answer holds the slot."""
+    return Settings(
+        data_dir=data,
+        llm=LLMSettings(model=str(model), max_new_tokens=2000, max_batch_size=1, max_queue=0),
+        knowledge={"index_dir": index, "abstention_model": DEMO_ABSTENTION},
+        answers={"mode": "generate"},
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
 @pytest.fixture(scope="module")
 def server(
     tiny_model_dir: Path, demo_index: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"),
-        llm=LLMSettings(
-            model=str(tiny_model_dir), max_new_tokens=2000, max_batch_size=1, max_queue=0
-        ),
-        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
-        answers={"mode": "generate"},  # a long answer holds the model's only slot
+    settings = _settings(
+        tmp_path_factory.mktemp("data"),
+        tiny_model_dir,
+        demo_index,
         admin_api_key="admin-key",
         # Two turns through the pipeline at once: the second reaches the model, which is
         # full (the model refusing a stored question; admission's own refusal: below).
@@ -42,14 +50,8 @@ def server(
 def gated(
     tiny_model_dir: Path, demo_index: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("gated"),
-        llm=LLMSettings(
-            model=str(tiny_model_dir), max_new_tokens=2000, max_batch_size=1, max_queue=0
-        ),
-        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
-        answers={"mode": "generate"},  # admission by default: 1 turn at once, none waiting
-    )
+    # Admission by default: one turn at once, none waiting.
+    settings = _settings(tmp_path_factory.mktemp("gated"), tiny_model_dir, demo_index)
     with live_server(create_app(settings)) as live:
         yield live
 
