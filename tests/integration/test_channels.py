@@ -46,9 +46,12 @@ SECRET = "slack-signing-secret-for-tests"
 SUPPORT = "CSUPPORT"
 ADMIN = "channels-admin-key"
 SMS = ["sms-secret-new", "sms-secret-old"]
+# Long enough that writing it (about 2 s) outlasts the 1 s Retry-After the first post waits
+# out: it is still being written when it is shown, so it is edited as it grows (12 steps
+# were written in under a second, and the answer was sometimes complete at its first post).
 LONG = " ".join(
     f"Refund step {i}: we check the parcel, log the return and send the money back."
-    for i in range(12)
+    for i in range(30)
 )
 SCRIPT = {
     "return an item": "You have **30 days** from delivery to return an item.",
