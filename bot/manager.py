@@ -144,9 +144,27 @@ def is_rewrite(text: str, conversation: str) -> bool:
     return all(number in known for number in re.findall(r"\d+(?:[.,]\d+)?", text))
 
 
-def _topic(question: str, history: list[Turn]) -> tuple[str, ...]:
-    """For a follow-up, the sources of the articles the last answer cited (what "it" is)."""
-    if not history or not looks_like_followup(question):
+def context_query(question: str, asked_before: Sequence[str]) -> str:
+    """`question` with what it refers to in front: the conversation's last stand-alone
+    message (the subject: "how much is standard shipping?") and the message just before
+    this one when that was itself a follow-up ("and for express?"). Chained follow-ups keep
+    their subject: "what about to canada?" is not searched as "and for express? what about
+    to canada?"."""
+    chain: list[str] = []
+    for text in reversed(asked_before[-4:]):
+        chain.insert(0, text)
+        if not looks_like_followup(text):
+            break
+    if not chain:
+        return question
+    kept = list(dict.fromkeys([chain[0], chain[-1]]))
+    return " ".join([*kept, question])
+
+
+def _topic(question: str, history: list[Turn], always: bool = False) -> tuple[str, ...]:
+    """For a follow-up (`always`: for any message), the sources of the articles the last
+    answer cited (what "it" is)."""
+    if not history or not (always or looks_like_followup(question)):
         return ()
     for turn in reversed(history):
         if turn.role == "assistant":
@@ -507,8 +525,9 @@ class ConversationManager:
         if search is not None:  # "forgot my pasword": the help center's own spelling
             question = search.fix_spelling(question)
         query = await self._standalone(question, history, record, quoting)
-        topic = _topic(question, history)
-        passages = await self._retrieve(query, record, context, quoting, topic)
+        topic = _topic(question, history, always=quoting)
+        alone = question if quoting and query != question else ""
+        passages = await self._retrieve(query, record, context, quoting, topic, alone)
         choice = None
         if quoting and not record.abstained and not record.retrieval_error:
             assert self.quotes is not None
@@ -792,12 +811,16 @@ class ConversationManager:
         customer's own words of the follow-up double); the model's rewrite is used only
         when it is a question that adds no number of its own."""
         mode = self._settings.sessions.rewrite_followups
-        if mode == "off" or not history or not looks_like_followup(question):
+        if mode == "off" or not history:
             return question
-        asked_before = [t.text for t in history if t.role == "user"]
-        if not asked_before:
+        # Quoted answers widen every message of a conversation: the quote scorer also
+        # scores the message alone and keeps the better, so a change of subject loses
+        # nothing ("how long is the link good for" names no subject, but is no "and ...").
+        if not quoting and not looks_like_followup(question):
             return question
-        fallback = f"{asked_before[-1]} {question}"
+        fallback = context_query(question, [t.text for t in history if t.role == "user"])
+        if fallback == question:
+            return question
         if mode == "concat" or quoting:
             record.rewritten = "concat"
             return fallback
@@ -952,7 +975,11 @@ class ConversationManager:
         context: Context,
         quoting: bool = False,
         topic: Sequence[str] = (),
+        alone: str = "",
     ) -> list[Passage]:
+        """The passages for `question`; `alone`: the customer's message by itself when
+        `question` is it widened with the conversation (quoting: both are searched, the
+        widened one's passages first)."""
         try:
             searched = time.perf_counter()
             with stage("retrieval"):
@@ -963,6 +990,12 @@ class ConversationManager:
                     passages, confidence = await self.retriever.search_articles(
                         question, answers.articles, answers.sections_per_article, topic
                     )
+                    if alone:
+                        more, _ = await self.retriever.search_articles(
+                            alone, answers.articles, answers.sections_per_article
+                        )
+                        seen = {(p.citation.source, p.text) for p in passages}
+                        passages += [p for p in more if (p.citation.source, p.text) not in seen]
                 else:
                     passages, confidence = await self.retriever.search_with_confidence(
                         question, self._settings.knowledge.top_k

@@ -64,7 +64,8 @@ _ENTITY = {"&amp;": "&", "&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", 
 # A sentence that starts like this points back at the one before it.
 _LEANS_BACK = re.compile(
     r"^(?:it|its|they|them|their|this|that|these|those|there|he|she|such|both|either|"
-    r"also|however|otherwise|instead|then|if so|if not|in that case|in this case)\b",
+    r"also|however|otherwise|instead|then|if so|if not|in that case|in this case|"
+    r"to do (?:it|this|that|so)|doing so|after that|before that)\b",
     re.IGNORECASE,
 )
 # A sentence that asks (or begs) for something, as opposed to one that tells the situation.
@@ -243,22 +244,29 @@ class QuoteScorer:
         coverage_weight: float = 0.35,
         article_weight: float = 0.04,
         paragraph_weight: float = 0.5,
+        own_weight: float = 0.7,
         cache_size: int = 4096,
     ) -> None:
         self._embedder = embedder
         self.coverage_weight = coverage_weight
         self.article_weight = article_weight
         self.paragraph_weight = paragraph_weight
+        self.own_weight = own_weight
         self._vectors: OrderedDict[str, Vectors] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def score(self, question: str, units: Sequence[Unit], focus: str = "") -> list[Scored]:
-        """`units` scored for `question`, best first. `focus`: the customer's own words when
-        `question` was widened with the conversation (a follow-up): they weigh double."""
+    def score(self, question: str, units: Sequence[Unit], context: str = "") -> list[Scored]:
+        """`units` scored for `question`, best first. `context`: the conversation's messages
+        the question leans on (a follow-up: "how long is the link good for"); its meaning
+        counts `1 - own_weight`, its words half as much as the question's own."""
         if not units:
             return []
         asked = self._embedder.embed([query_text(self._embedder, question)])[0]
+        if context:
+            around = self._embedder.embed([query_text(self._embedder, context)])[0]
+            mixed = self.own_weight * asked + (1 - self.own_weight) * around
+            asked = mixed / max(float(np.linalg.norm(mixed)), 1e-9)
         # What would be quoted for a unit (its paragraph) is compared, and the unit itself:
         # a sentence alone ("It is free on orders over $50.") loses what it is about, and a
         # paragraph of conditions dilutes the one sentence that answers.
@@ -270,7 +278,7 @@ class QuoteScorer:
         sentence = self._vectors_of([f"{u.context}: {u.text}" for u in units])
         weight = self.paragraph_weight
         similarity = weight * (paragraph @ asked) + (1 - weight) * (sentence @ asked)
-        weights = _term_weights(question, focus, units)
+        weights = _term_weights(f"{context} {question}", question if context else "", units)
         scored = []
         for unit, cosine in zip(units, similarity.tolist(), strict=True):
             coverage = _coverage(weights, unit)
@@ -423,11 +431,24 @@ def _paragraph(unit: Unit, blocks: dict[tuple[int, int], list[Unit]]) -> list[Un
         return whole
     sentences = sorted((u for u in members if u.kind == "sentence"), key=lambda u: u.index)
     if len(sentences) <= LONG_PARAGRAPH or unit.kind != "sentence":
-        return sentences or [unit]
+        return _leaned_on(sentences, blocks) + sentences if sentences else [unit]
     around = [u for u in sentences if unit.index - 1 <= u.index <= unit.index + 1]
     if around[0].index == 0 or not _LEANS_BACK.match(around[0].text):
         return around
     return [u for u in sentences if u.index == around[0].index - 1] + around
+
+
+def _leaned_on(sentences: list[Unit], blocks: dict[tuple[int, int], list[Unit]]) -> list[Unit]:
+    """The paragraph before `sentences` (a whole paragraph) when its first sentence points
+    back at it: "To do it, go to Account > Orders" needs "Orders can be changed within 1
+    hour" before it. Nothing when it does not, or when that paragraph is long or a list."""
+    first = sentences[0]
+    if first.index != 0 or first.block == 0 or not _LEANS_BACK.match(first.text):
+        return []
+    before = blocks.get((first.section, first.block - 1), [])
+    if any(u.kind != "sentence" for u in before) or len(before) > LONG_PARAGRAPH:
+        return []
+    return sorted(before, key=lambda u: u.index)
 
 
 def _reading_order(unit: Unit) -> tuple[int, int, int, int]:
@@ -476,7 +497,7 @@ class QuoteAnswerer:
     (Lowering what was already said lost follow-ups: "do they expire?" asks again for a
     sentence the last answer quoted.)"""
 
-    TOPIC_BONUS = 0.05
+    TOPIC_BONUS = 0.1
 
     def __init__(self, embedder: Embedder, *, min_score: float = 0.5, max_chars: int = 700) -> None:
         self.scorer = QuoteScorer(embedder)
@@ -497,11 +518,13 @@ class QuoteAnswerer:
         units = units_of(passages)
         if not units:
             return Choice((), 0.0)
-        widened = bool(query) and query != question
+        # A follow-up is scored by its own words first and the conversation's second:
+        # "how long does standard take" after a question about cut-off times is answered by
+        # its own words; "how long is the link good for" by the conversation's.
+        context = query.removesuffix(question).strip() if query and query != question else ""
         ranked_parts = []
         for part in question_parts(question):
-            text = f"{query} {part}" if widened and part != question else (query or part)
-            scored = self.scorer.score(text, units, focus=part if widened else "")
+            scored = self.scorer.score(part, units, context=context)
             ranked_parts.append(_on_topic(scored, set(topic), self.TOPIC_BONUS))
         return choose(ranked_parts, units, threshold=self.min_score, max_chars=self.max_chars)
 

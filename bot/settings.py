@@ -199,7 +199,7 @@ class AnswerSettings(BaseModel):
         "the model writes the answer from the passages, checked by the grounding policy.",
     )
     min_score: float = Field(
-        0.45,
+        0.4,
         ge=0,
         le=2,
         description="Quote mode: the score the best sentence needs (MiniLM cosine with the "

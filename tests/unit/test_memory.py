@@ -10,7 +10,7 @@ import pytest
 
 from bot.errors import ModelError
 from bot.llm.base import ScriptedModel
-from bot.manager import ConversationManager, looks_like_followup
+from bot.manager import ConversationManager, context_query, looks_like_followup
 from bot.sessions import InMemorySessionStore
 from bot.settings import Settings
 from bot.types import Citation, InboundMessage, Message, Passage
@@ -53,6 +53,31 @@ async def ask(m: ConversationManager, text: str, cid: str | None) -> Message:
 )
 def test_followups_are_recognised(text: str, follow: bool) -> None:
     assert looks_like_followup(text) is follow
+
+
+@pytest.mark.parametrize(
+    ("before", "question", "query"),
+    [
+        ([], "how much is it?", "how much is it?"),
+        (["How much is standard shipping?"], "and for express?",
+         "How much is standard shipping? and for express?"),
+        # A chain of follow-ups keeps its subject, the stand-alone message it started from,
+        # and the follow-up just before (what "that" may point at).
+        (["How much is standard shipping?", "and for express?"], "what about to canada?",
+         "How much is standard shipping? and for express? what about to canada?"),
+        (["How much is standard shipping?", "and for express?", "and to alaska?"],
+         "what about to canada?",
+         "How much is standard shipping? and to alaska? what about to canada?"),
+        # A new stand-alone message is the new subject.
+        (["How much is standard shipping?", "How do I reset the password of my account?"],
+         "how long is the link good for",
+         "How do I reset the password of my account? how long is the link good for"),
+    ],
+)  # fmt: skip
+def test_a_followup_is_searched_with_the_subject_of_its_chain(
+    before: list[str], question: str, query: str
+) -> None:
+    assert context_query(question, before) == query
 
 
 async def test_a_followup_is_rewritten_by_the_model_before_retrieval() -> None:

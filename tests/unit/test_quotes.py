@@ -13,6 +13,7 @@ from bot.quotes import (
     QuoteAnswerer,
     Scored,
     choose,
+    citations_of,
     cite_answer,
     compose,
     is_echo,
@@ -99,6 +100,34 @@ def test_choose_quotes_the_whole_paragraph_of_the_best_sentence() -> None:
         "$50. Standard is the default option at checkout."
     )
     assert choice.best == 0.9
+
+
+CANCEL = Passage(
+    "Cancelling — The 1-hour window\n\n"
+    "Orders can be cancelled within 1 hour of being placed.\n\n"
+    "To do it, go to Account > Orders and choose Cancel order. A cancelled order is never "
+    "charged.\n\n"
+    "Once the hour has passed, the order can no longer be cancelled.",
+    Citation("Cancelling", "cancel.md"),
+    1.0,
+)
+
+
+@pytest.mark.parametrize(
+    ("best", "quoted"),
+    [
+        # "To do it" points back: the paragraph it points at comes with it
+        ("To do it", "Orders can be cancelled within 1 hour of being placed. To do it, go to "
+         "Account > Orders and choose Cancel order. A cancelled order is never charged."),
+        ("Once the hour", "Once the hour has passed, the order can no longer be cancelled."),
+        ("Orders can be", "Orders can be cancelled within 1 hour of being placed."),
+    ],
+)  # fmt: skip
+def test_a_paragraph_that_points_back_is_quoted_with_the_one_before(best: str, quoted: str) -> None:
+    units = units_of([CANCEL])
+    scores = [0.9 if u.text.startswith(best) else 0.0 for u in units]
+    choice = choose([_scored(units, scores)], units, threshold=0.5)
+    assert " ".join(compose(choice.units).split()) == quoted
 
 
 def test_choose_quotes_a_whole_list_when_one_item_answers() -> None:
@@ -217,3 +246,34 @@ def test_spelling_leaves_a_word_with_two_equally_likely_corrections() -> None:
 )  # fmt: skip
 def test_one_edit_apart(a: str, b: str, near: bool) -> None:
     assert one_edit_apart(a, b) is near
+
+
+ACCOUNT = Passage(
+    "Password reset\n\nThe password reset link is valid for 24 hours.",
+    Citation("Password reset", "password.md"),
+    1.0,
+)
+PRIVACY = Passage(
+    "Your data\n\nThe data download link is valid for 7 days.",
+    Citation("Your data", "privacy.md"),
+    1.0,
+)
+
+
+def test_a_followup_is_scored_with_its_conversation_and_its_own_words_first() -> None:
+    answerer = QuoteAnswerer(HashingEmbedder(), min_score=0.0)
+    passages = [PRIVACY, ACCOUNT]
+    about_password = "I forgot my password, can you reset it?"
+    # Said after a question about the password, "the link" is the reset link ...
+    vague = "how long is the link good for"
+    followed = answerer.answer(vague, passages, query=f"{about_password} {vague}")
+    assert compose(followed.units) == "The password reset link is valid for 24 hours."
+    # ... but a follow-up that names its subject keeps it, whatever came before.
+    named = "how long is the data download link good for"
+    own = answerer.answer(named, passages, query=f"{about_password} {named}")
+    assert compose(own.units) == "The data download link is valid for 7 days."
+    # The conversation's articles (the last answer's) are preferred.
+    for topic, said in ((ACCOUNT, "24 hours"), (PRIVACY, "7 days")):
+        chosen = answerer.answer(vague, passages, topic=[topic.citation.source])
+        assert citations_of(chosen.units) == (topic.citation,), said
+        assert said in compose(chosen.units)
