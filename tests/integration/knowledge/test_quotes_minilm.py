@@ -102,3 +102,20 @@ def test_a_follow_up_is_answered_from_the_same_article(server: LiveServer) -> No
     assert second["conversation_id"] == first["conversation_id"]
     assert "never expire" in second["text"], second["text"]
     assert frames
+
+
+def test_a_follow_up_without_a_subject_takes_the_conversations(server: LiveServer) -> None:
+    """"the link" is the password reset link after a password question; a chained follow-up
+    keeps the conversation's subject; a change of subject is answered on its own."""
+    with connect(server.ws) as ws:
+        _, first, _ = ws_turn(ws, "cant log in, forgot my password")
+        _, link, _ = ws_turn(ws, "how long is the link good for", "l2")
+        _, other, _ = ws_turn(ws, "do you take paypal?", "l3")
+    assert "Forgot password" in first["text"], first["text"]
+    assert "24 hours" in link["text"] and "7 days" not in link["text"], link["text"]
+    assert "PayPal" in other["text"], other["text"]
+    assert other["citations"][0]["source"] == "payment-methods.md", other["citations"]
+    with connect(server.ws) as ws:
+        ws_turn(ws, "how much is standard shipping?")
+        _, express, _ = ws_turn(ws, "and for express?", "s2")
+    assert "$14.95" in express["text"], express["text"]
