@@ -245,6 +245,7 @@ class QuoteScorer:
         article_weight: float = 0.04,
         paragraph_weight: float = 0.5,
         own_weight: float = 0.7,
+        lede_penalty: float = 0.05,
         cache_size: int = 4096,
     ) -> None:
         self._embedder = embedder
@@ -252,6 +253,7 @@ class QuoteScorer:
         self.article_weight = article_weight
         self.paragraph_weight = paragraph_weight
         self.own_weight = own_weight
+        self.lede_penalty = lede_penalty
         self._vectors: OrderedDict[str, Vectors] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -279,11 +281,16 @@ class QuoteScorer:
         weight = self.paragraph_weight
         similarity = weight * (paragraph @ asked) + (1 - weight) * (sentence @ asked)
         weights = _term_weights(f"{context} {question}", question if context else "", units)
+        sectioned = {u.citation.source for u in units if HEADING_SEPARATOR in u.heading}
         scored = []
         for unit, cosine in zip(units, similarity.tolist(), strict=True):
             coverage = _coverage(weights, unit)
             prior = self.article_weight * (1.0 / (1 + unit.article) - 0.5)
             total = cosine + self.coverage_weight * coverage + prior
+            if unit.citation.source in sectioned and HEADING_SEPARATOR not in unit.heading:
+                # The lede above an article's first heading sums the article up ("If
+                # something isn't right, you can send it back."); its sections answer.
+                total -= self.lede_penalty
             if _ABOUT_ARTICLE.match(unit.text):
                 total -= 0.5
             scored.append(Scored(unit, total, cosine, coverage))

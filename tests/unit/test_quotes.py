@@ -11,6 +11,7 @@ import pytest
 
 from bot.quotes import (
     QuoteAnswerer,
+    QuoteScorer,
     Scored,
     choose,
     citations_of,
@@ -277,3 +278,28 @@ def test_a_followup_is_scored_with_its_conversation_and_its_own_words_first() ->
         chosen = answerer.answer(vague, passages, topic=[topic.citation.source])
         assert citations_of(chosen.units) == (topic.citation,), said
         assert said in compose(chosen.units)
+
+
+def test_an_articles_lede_scores_below_its_sections() -> None:
+    """The lede above an article's first heading sums the article up; it answers nothing a
+    section does not, so it scores a little less. An article without headings keeps it."""
+    returns = Citation("Returns policy", "returns.md")
+    lede = Passage("Returns policy\n\nIf something isn't right, you can send it back.",
+                   returns, 1.0, heading="Returns policy")  # fmt: skip
+    section = Passage("Returns policy — What you can return\n\nUnused items can be sent back.",
+                      returns, 1.0, heading="Returns policy > What you can return")  # fmt: skip
+    flat = Passage("Gift cards\n\nGift cards never expire.", Citation("Gift cards", "gift.md"),
+                   1.0, heading="Gift cards")  # fmt: skip
+    units = units_of([lede, section, flat])
+    question = "can i send it back"
+
+    def scores(penalty: float) -> dict[str, float]:
+        scorer = QuoteScorer(HashingEmbedder(), lede_penalty=penalty)
+        return {s.unit.text: s.score for s in scorer.score(question, units)}
+
+    plain, penalised = scores(0.0), scores(0.05)
+    assert penalised["If something isn't right, you can send it back."] == pytest.approx(
+        plain["If something isn't right, you can send it back."] - 0.05
+    )
+    assert penalised["Unused items can be sent back."] == plain["Unused items can be sent back."]
+    assert penalised["Gift cards never expire."] == plain["Gift cards never expire."]
