@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/admission.py [--chats 32] [--turns 3] [--flood 45] [--polite 12]
 
-A real `switchboard serve` process (Redis, presidio, MiniLM, the demo help center) with a
-scripted model behind the OpenAI engine (instant answers: the figures are the pipeline's,
-not a model's). Clients are told apart by `X-Forwarded-For` (the server trusts loopback
-as its proxy), as customers behind an ingress are. Two servers, side by side in one run:
+A real `switchboard serve` process (Redis, presidio, MiniLM, the demo help center indexed
+into a temporary folder, answers quoted from it) with a scripted model behind the OpenAI
+engine (instant: the figures are the pipeline's, not a model's). Clients are told apart by
+`X-Forwarded-For` (the server trusts loopback as its proxy), as customers behind an ingress
+are. Two servers, side by side in one run:
 
 - **admission on** (the defaults: bot/admission.py), and `on/N` with `--active N,...` slots;
 - **admission off** (the baseline: every limit so high that every turn runs at once).
@@ -144,6 +145,17 @@ async def flood(base: str, in_flight: int, polite: int) -> dict[str, Any]:
     return {"polite": times, "polite_wall": wall, "flooder": dict(ended)}
 
 
+def demo_index(tmp: Path) -> Path:
+    """demo/kb indexed with MiniLM under `tmp` (once per folder)."""
+    from knowledge.embeddings import MiniLMEmbedder
+    from knowledge.ingest import ingest
+
+    target = tmp / "demo-index"
+    if not (target / "manifest.json").exists():
+        ingest(ROOT / "demo" / "kb", target, MiniLMEmbedder(), progress=False)
+    return target
+
+
 def run_server(tmp: Path, llm_url: str, extra: dict[str, str], name: str) -> ServerProcess:
     env = {
         **os.environ,
@@ -161,9 +173,11 @@ def run_server(tmp: Path, llm_url: str, extra: dict[str, str], name: str) -> Ser
         "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
         **extra,
     }
-    index = os.environ.get("SWITCHBOARD_KNOWLEDGE__INDEX_DIR")
-    if index:
-        env["SWITCHBOARD_KNOWLEDGE__INDEX_DIR"] = index
+    # The demo help center's index: without one the server answers every turn from the
+    # (instant, scripted) model alone, and the figures would miss the quote pipeline.
+    env["SWITCHBOARD_KNOWLEDGE__INDEX_DIR"] = os.environ.get(
+        "SWITCHBOARD_KNOWLEDGE__INDEX_DIR"
+    ) or str(demo_index(tmp))
     server = ServerProcess(env, free_port(), tmp / f"{name}.log")
     server.start()
     server.wait_ready()

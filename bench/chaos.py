@@ -7,10 +7,9 @@ servers on a port, presidio, MiniLM), written as a test in tests/ so that its co
 in CI; this runs them one by one and prints a table: tried / held / failed, and how long
 each took. Then (unless --skip-load) the load half: `bench/admission.py` — a burst of 32
 conversations at once and a flooding client beside a polite one, with a scripted model
-(instant answers: concurrency beyond what the CPU can generate), admission on and off.
-
-What is not here yet: 128 concurrent websocket conversations, Redis with AOF killed -9 and
-restarted mid-conversation.
+(instant answers: concurrency beyond what the CPU can generate), admission on and off; and
+`bench/ws_load.py` — 32 and 128 websocket conversations at once, every accepted turn
+answered exactly once.
 """
 
 from __future__ import annotations
@@ -48,6 +47,18 @@ SCENARIOS: list[tuple[str, str, list[str]]] = [
         "the process streaming an answer dies; another finishes it, once (two processes)",
         ["tests/e2e/test_widget.py::"
          "test_answer_completes_from_the_other_process_when_the_one_streaming_it_dies"],
+    ),
+    (
+        "Redis AOF killed -9",
+        "Redis (append-only file) killed between turns and mid-turn, restarted on its file: "
+        "every acknowledged message kept, once, in order",
+        ["tests/integration/test_redis_outage.py::"
+         "test_redis_with_aof_killed_mid_conversation_loses_nothing_acknowledged"],
+    ),
+    (
+        "32 websocket conversations",
+        "32 widget conversations at once: each answered within 10 s, every answer stored once",
+        ["tests/integration/test_ws_load.py"],
     ),
     (
         "Redis gone and back",
@@ -147,6 +158,8 @@ def main() -> None:
     if not args.skip_load and not args.only:
         print("\nload: bench/admission.py (a scripted model; admission on and off)\n", flush=True)
         subprocess.run([sys.executable, str(ROOT / "bench" / "admission.py")], check=False)
+        print("\nload: bench/ws_load.py (websocket conversations at once)\n", flush=True)
+        subprocess.run([sys.executable, str(ROOT / "bench" / "ws_load.py")], check=False)
     sys.exit(1 if bad else 0)
 
 

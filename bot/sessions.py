@@ -36,6 +36,10 @@ from bot.settings import SessionSettings
 from bot.types import Turn, new_id
 
 log = logging.getLogger(__name__)
+# Connections to Redis per process (the store's client: turns, locks, the job queue's
+# writes); a turn past it waits up to POOL_WAIT_S for one to come free.
+MAX_CONNECTIONS = 200
+POOL_WAIT_S = 10.0
 
 Status = Literal["bot", "pending_human", "human", "closed"]
 STATUSES: tuple[Status, ...] = ("bot", "pending_human", "human", "closed")
@@ -240,9 +244,18 @@ class RedisSessionStore:
     async def start(self) -> None:
         import redis.asyncio as aioredis
 
-        self._redis = aioredis.Redis.from_url(
-            self._url, decode_responses=True, socket_connect_timeout=3, socket_timeout=10
+        # A turn waits for a free connection rather than failing: redis-py's default pool
+        # raises "Too many connections" past 100 at once, and 128 open widgets sending at
+        # the same moment got `store_unavailable` (bench/ws_load.py).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self._url,
+            decode_responses=True,
+            socket_connect_timeout=3,
+            socket_timeout=10,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_S,
         )
+        self._redis = aioredis.Redis.from_pool(pool)
         self._set_status = self._redis.register_script(_SET_STATUS)
         self._append = self._redis.register_script(_APPEND)
         self._extend = self._redis.register_script(_EXTEND)

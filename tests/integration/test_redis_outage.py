@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,27 +40,26 @@ def _free_port() -> int:
 
 
 class PrivateRedis:
-    def __init__(self, port: int) -> None:
+    """A `redis-server` of its own; `aof_dir`: with the append-only file on (fsync on every
+    write, as a deployment that must lose nothing acknowledged runs it) in that folder."""
+
+    def __init__(self, port: int, aof_dir: Path | None = None) -> None:
         self.port = port
         self.url = f"redis://127.0.0.1:{port}/0"
+        self.aof_dir = aof_dir
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         assert REDIS_SERVER
+        durability = ["--appendonly", "no"]
+        if self.aof_dir is not None:
+            durability = ["--appendonly", "yes", "--appendfsync", "always", "--dir",
+                          str(self.aof_dir)]  # fmt: skip
         self.proc = subprocess.Popen(
-            [
-                REDIS_SERVER,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             *durability],
             stdout=subprocess.DEVNULL,
-        )
+        )  # fmt: skip
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + 10
         while True:
@@ -162,3 +162,85 @@ def test_serve_refuses_to_start_with_a_clear_message_when_redis_is_unreachable(
     assert result.returncode != 0
     assert f"127.0.0.1:{port}" in result.stderr
     assert "redis" in result.stderr.lower()
+
+
+@pytest.fixture
+def aof_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    if REDIS_SERVER is None:
+        pytest.fail("redis-server is not installed; .ci/run installs it")
+    folder = tmp_path / "aof"
+    folder.mkdir()
+    server = PrivateRedis(_free_port(), folder)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_redis_with_aof_killed_mid_conversation_loses_nothing_acknowledged(
+    aof_redis: PrivateRedis, tiny_model_dir: Path, demo_index: Path, tmp_path: Path
+) -> None:
+    """Redis (append-only file, fsync always) is killed -9 between turns and in the middle
+    of one, and restarted on its file: every answered message is still there, once, in
+    order; a message refused while Redis was down is answered once when sent again."""
+    settings = Settings(
+        redis_url=aof_redis.url,
+        data_dir=tmp_path / "data",
+        llm=LLMSettings(model=str(tiny_model_dir), max_new_tokens=8),
+        knowledge={"index_dir": demo_index, "abstention_model": DEMO_ABSTENTION},
+    )
+    questions = [
+        "how much is standard shipping?",
+        "and for express?",
+        "how long do i have to return something?",
+        "do you take paypal?",
+        "do gift cards expire?",
+        "can i cancel my order?",
+    ]
+    answered: list[tuple[str, str]] = []  # (message id, question) acknowledged with a 200
+    with live_server(create_app(settings)) as live:
+        conversation: dict[str, str] = {}
+
+        def send(index: int) -> httpx.Response:
+            body = {"text": questions[index], "id": f"q{index}", **conversation}
+            return httpx.post(f"{live.http}/api/messages", json=body, timeout=60)
+
+        for index in range(len(questions)):
+            if index == 2:  # killed between two turns
+                aof_redis.stop()
+                aof_redis.start()
+            if index == 4:  # killed while the turn is under way
+                killer = threading.Timer(0.05, aof_redis.stop)
+                killer.start()
+                reply = send(index)
+                killer.join()
+                aof_redis.start()
+            else:
+                reply = send(index)
+            if reply.status_code != 200:
+                assert reply.status_code == 503, reply.text
+                reply = send(index)  # sent again, once Redis is back
+            assert reply.status_code == 200, reply.text
+            answer = reply.json()
+            conversation = {
+                "conversation_id": answer["conversation_id"],
+                "conversation_token": answer["conversation_token"],
+            }
+            answered.append((f"q{index}", questions[index]))
+        cid = conversation["conversation_id"]
+        aof_redis.stop()  # and once more at the end: all of it is on disk
+        aof_redis.start()
+        history = httpx.post(
+            f"{live.http}/api/messages",
+            json={"text": "thanks!", "id": "last", **conversation},
+            timeout=60,
+        )
+        assert history.status_code == 200, history.text
+    stored = [
+        json.loads(t)
+        for t in redis.Redis.from_url(aof_redis.url).lrange(f"sb:conv:{cid}:turns", 0, -1)
+    ]
+    users = [(t.get("client_id"), t["text"]) for t in stored if t["role"] == "user"]
+    assert users == [*answered, ("last", "thanks!")], users  # none lost, none twice
+    assert [t["role"] for t in stored] == ["user", "assistant"] * (len(answered) + 1)

@@ -172,3 +172,49 @@ def test_list_ordinals_are_not_numeric_claims() -> None:
 def test_a_follow_up_rewrite_must_be_a_question_without_new_numbers(rewrite: str, ok: bool) -> None:
     conversation = "Customer: how much is standard shipping?\nAssistant: It costs $5.95.\n"
     assert is_rewrite(rewrite, conversation + "and express?") is ok
+
+
+class CountingRedactor:
+    """`PatternRedactor`, counting the texts it is given."""
+
+    def __init__(self) -> None:
+        from policies.pii import PatternRedactor
+
+        self.inner = PatternRedactor()
+        self.texts: list[str] = []
+
+    def warm_up(self) -> None:
+        return None
+
+    def redact(self, text: str) -> Redaction:
+        self.texts.append(text)
+        return self.inner.redact(text)
+
+
+async def test_a_passage_is_screened_once_and_its_findings_audited_every_turn() -> None:
+    """Screening the help center's passages was most of a quoted turn's time (presidio over
+    every section, every turn): a passage's verdict is kept, and still audited each time."""
+    from policies.base import Context
+    from policies.schema import default_policy_path, load_policy
+
+    redactor = CountingRedactor()
+    engine = PolicyEngine(load_policy(default_policy_path()), redactor)
+    engine.warm_up()
+    audited: list[str] = []
+    engine.audit.record = lambda context, findings: audited.extend(  # type: ignore[method-assign]
+        f"{context.conversation}:{f.entity_type or f.rule}" for f in findings
+    )
+    contact = Passage(
+        "Contact\n\nWrite to help@shop.example any time.", Citation("Contact", "c.md"), 1
+    )
+    for conversation in ("one", "two"):
+        screened = await engine.screen_passages(
+            [contact, GIFTS], Context("retrieval", conversation=conversation)
+        )
+        assert screened[0].text == "Contact\n\nWrite to <EMAIL_ADDRESS> any time."
+        assert screened[1].text == GIFTS.text
+    assert redactor.texts.count(contact.text) == 1 and redactor.texts.count(GIFTS.text) == 1
+    assert [a for a in audited if a.endswith("EMAIL_ADDRESS")] == [
+        "one:EMAIL_ADDRESS",
+        "two:EMAIL_ADDRESS",
+    ]
