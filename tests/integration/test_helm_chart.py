@@ -20,11 +20,13 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from bot.actions.schema import parse_actions
 from policies.schema import parse_policy
 
 pytestmark = pytest.mark.integration
 
-CHART = Path(__file__).resolve().parents[2] / "helm" / "switchboard"
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "switchboard"
 DASHBOARD = CHART.parent / "grafana-dashboard.json"
 RELEASE = "sb"
 FULLNAME = "sb-switchboard"
@@ -42,6 +44,13 @@ links:
 limits:
   max_input_chars: 1000
 """
+
+# The in-chart action server's Service, and the example actions file pointed at it.
+ACTIONS_SERVER = f"{FULLNAME}-actions"
+ACTIONS_URL = f"http://{ACTIONS_SERVER}:5055"
+ACTIONS = (
+    (ROOT / "examples" / "actions.yaml").read_text().replace("http://127.0.0.1:5055", ACTIONS_URL)
+)
 
 # Realistic value sets, each one way people install the chart.
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -107,6 +116,24 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "model": "/models/Qwen2.5-1.5B-Instruct",
             "local": {"gpu": True, "cache": {"enabled": True}},
         },
+    },
+    "action-server": {
+        "redis": {"url": REDIS_URL},
+        "replicaCount": 2,
+        "actionServer": {
+            "enabled": True,
+            "replicaCount": 2,
+            "image": {"repository": "registry.example.com/acme-actions", "tag": "1.4.2"},
+            "extraEnv": [
+                {
+                    "name": "ORDERS_DB_URL",
+                    "valueFrom": {"secretKeyRef": {"name": "orders-db", "key": "url"}},
+                }
+            ],
+            "podAnnotations": {"example.com/team": "orders"},
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+        },
+        "actions": ACTIONS,
     },
 }
 
@@ -220,6 +247,45 @@ def test_switchboard_containers_are_locked_down_when_rendered(
             assert env["HF_HOME"]["value"].startswith("/tmp/")
             assert env["SWITCHBOARD_DATA_DIR"]["value"] == "/data"
             assert env["SWITCHBOARD_KNOWLEDGE__INDEX_DIR"]["value"] == "/kb/index"
+
+
+WORKLOAD_KINDS = {"Deployment", "StatefulSet"}
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_every_workload_is_locked_down_and_selects_only_its_pods(
+    chart: Any, values: dict[str, Any]
+) -> None:
+    # Every long-running pod of the chart (API, trial Redis, vLLM, action server), whatever
+    # its image: non-root, no token, read-only, no capabilities, sized, and found by its own
+    # component's selector only.
+    workloads = [d for d in render(chart, values) if d["kind"] in WORKLOAD_KINDS]
+    assert workloads
+    for workload in workloads:
+        name = workload["metadata"]["name"]
+        template = workload["spec"]["template"]
+        pod = template["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in pod["containers"] + pod.get("initContainers", []):
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert container["resources"]["requests"]["memory"], name
+            assert container["resources"]["limits"]["memory"], name
+        labels = template["metadata"]["labels"]
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= labels.items(), name
+        assert selector["app.kubernetes.io/component"] == labels["app.kubernetes.io/component"]
+        assert workload["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm", name
+        for other in workloads:
+            if other is workload:
+                continue
+            other_labels = other["spec"]["template"]["metadata"]["labels"]
+            other_name = other["metadata"]["name"]
+            assert not selector.items() <= other_labels.items(), f"{name} selects {other_name}"
 
 
 def test_policy_checksum_changes_when_the_policy_changes(chart: Any) -> None:
@@ -376,6 +442,106 @@ def test_api_runs_the_model_on_a_gpu_when_llm_local_gpu(chart: Any) -> None:
     assert not [d for d in docs if d["metadata"]["name"] == f"{FULLNAME}-llm"]
     # The CPU default asks for no GPU at all.
     assert "nvidia.com/gpu" not in api_container(render(chart, {}))["resources"]["limits"]
+
+
+def test_action_server_is_served_where_the_actions_file_points_when_enabled(
+    chart: Any,
+) -> None:
+    docs = render(chart, VALUE_SETS["action-server"])
+    deployment = find(docs, "Deployment", ACTIONS_SERVER)
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/component"] == "actions"
+    assert deployment["spec"]["replicas"] == 2
+    template = deployment["spec"]["template"]
+    pod = template["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "registry.example.com/acme-actions:1.4.2"
+    assert container["args"] == [
+        "python",
+        "-m",
+        "rasa_sdk",
+        "--actions",
+        "order_actions",
+        "--port",
+        "5055",
+    ]
+    assert container["ports"] == [{"name": "http", "containerPort": 5055, "protocol": "TCP"}]
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}, probe
+    env = env_of(container)
+    assert env["ORDERS_DB_URL"]["valueFrom"]["secretKeyRef"] == {"name": "orders-db", "key": "url"}
+    assert not [name for name in env if name.startswith("SWITCHBOARD_")]  # no API secrets
+    assert template["metadata"]["annotations"] == {"example.com/team": "orders"}
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+
+    # The API pods' security: non-root uid 10001, read-only, no token; /tmp is the one
+    # writable place (Sanic's worker manager keeps a socket there).
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    api_pod = find(docs, "Deployment", FULLNAME)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == api_pod["securityContext"]
+    sc = container["securityContext"]
+    assert sc == api_container(docs)["securityContext"]
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}[mounts["/tmp"]]
+    assert env["HOME"]["value"] == "/tmp"
+
+    # The Service: the actions file's URL, selecting the action server's pods and no others.
+    service = find(docs, "Service", ACTIONS_SERVER)
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 5055, "targetPort": "http", "protocol": "TCP"}
+    ]
+    selector = service["spec"]["selector"]
+    assert selector == deployment["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= template["metadata"]["labels"].items()
+    api_labels = find(docs, "Deployment", FULLNAME)["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= api_labels.items()
+    api_selector = find(docs, "Service", FULLNAME)["spec"]["selector"]
+    assert not api_selector.items() <= template["metadata"]["labels"].items()
+    url = f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}"
+    assert url == ACTIONS_URL
+    config = find(docs, "ConfigMap", f"{FULLNAME}-config")
+    assert parse_actions(config["data"]["actions.yaml"]).server.url == url
+    assert env_of(api_container(docs))["SWITCHBOARD_ACTIONS_FILE"]["value"] == (
+        "/etc/switchboard/actions.yaml"
+    )
+    notes = chart.render(VALUE_SETS["action-server"], name=RELEASE, namespace="chat")
+    assert f"url: {url}" in notes["switchboard/templates/NOTES.txt"]
+
+
+def test_action_server_follows_its_port_module_and_the_app_version(chart: Any) -> None:
+    values = {"actionServer": {"enabled": True, "port": 8080, "actionsModule": "acme.actions"}}
+    docs = render(chart, values)
+    pod = find(docs, "Deployment", ACTIONS_SERVER)["spec"]["template"]["spec"]
+    (actions,) = pod["containers"]
+    assert actions["image"] == "ghcr.io/switchboard-chat/switchboard-actions:0.1.0"
+    assert actions["args"][3:] == ["--actions", "acme.actions", "--port", "8080"]
+    assert actions["ports"][0]["containerPort"] == 8080
+    assert find(docs, "Service", ACTIONS_SERVER)["spec"]["ports"][0]["port"] == 8080
+    notes = chart.render(values, name=RELEASE, namespace="chat")["switchboard/templates/NOTES.txt"]
+    assert f"url: http://{ACTIONS_SERVER}:8080" in notes
+    assert "stay off until `actions:` is set" in notes
+    # An actions file that names another server: the notes say so.
+    notes = chart.render({**values, "actions": ACTIONS}, name=RELEASE, namespace="chat")
+    assert f"does not name http://{ACTIONS_SERVER}:8080" in notes["switchboard/templates/NOTES.txt"]
+
+
+def test_nothing_of_the_action_server_renders_when_defaults(chart: Any) -> None:
+    docs = render(chart, {})
+    assert not [d for d in docs if d["metadata"]["name"] == ACTIONS_SERVER]
+    assert not [
+        d
+        for d in docs
+        if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "actions"
+    ]
+    notes = chart.render({}, name=RELEASE, namespace="chat")["switchboard/templates/NOTES.txt"]
+    assert "Action server" not in notes and ACTIONS_SERVER not in notes
 
 
 def test_trial_redis_is_durable_and_never_evicts_when_enabled(chart: Any) -> None:
@@ -555,6 +721,9 @@ def test_helm_test_pods_check_readiness_and_a_chat_turn(chart: Any, values: dict
         ("llm.server.gpuCount=0", "/llm/server/gpuCount", "minimum: got 0, want 1"),
         ("ingress.hostz=chat.example.com", "/ingress", "additional properties 'hostz'"),
         ("autoscaling.targetCPUUtilizationPercentage=150", "/autoscaling/target", "maximum"),
+        ("actionServer.replicas=2", "/actionServer", "additional properties 'replicas'"),
+        ("actionServer.actionsModule=a/b", "/actionServer/actionsModule", "does not match"),
+        ("actionServer.port=80", "/actionServer/port", "minimum: got 80, want 1,024"),
     ],
 )
 def test_values_schema_rejects_bad_set_values(

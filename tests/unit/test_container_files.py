@@ -1,7 +1,8 @@
 """The container files: Dockerfile (hadolint, and its runtime contract), .dockerignore and
-compose.yaml. No Docker engine is needed: the Dockerfile is parsed here (continuations,
-stages, instructions), its torch step is run under bash with `pip` stubbed out, and its
-HEALTHCHECK command is run against a local HTTP server."""
+compose.yaml, and the example action server's examples/rasa_actions/Dockerfile. No Docker
+engine is needed: the Dockerfiles are parsed here (continuations, stages, instructions), the
+torch step is run under bash with `pip` stubbed out, and the HEALTHCHECK commands are run
+against a local HTTP server."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"
 DOCKERIGNORE = ROOT / ".dockerignore"
 HADOLINT_CONFIG = ROOT / ".hadolint.yaml"
+# The example action server's image (the Helm chart's actionServer runs it).
+ACTIONS_CONTEXT = ROOT / "examples" / "rasa_actions"
+ACTIONS_DOCKERFILE = ACTIONS_CONTEXT / "Dockerfile"
+ACTIONS_PACKAGE = "order_actions"
 
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 EXPECTED_ENV = {
@@ -263,8 +268,9 @@ def run_hadolint(dockerfile: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_hadolint_passes_on_the_dockerfile() -> None:
-    result = run_hadolint(DOCKERFILE)
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, ACTIONS_DOCKERFILE], ids=["app", "actions"])
+def test_hadolint_passes_on_the_dockerfile(dockerfile: Path) -> None:
+    result = run_hadolint(dockerfile)
     assert result.returncode == 0, f"hadolint:\n{result.stdout}{result.stderr}"
 
 
@@ -341,9 +347,10 @@ def test_runtime_writes_only_to_tmp_and_data(final: Stage) -> None:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     status = 200
+    health_path = "/healthz"
 
     def do_GET(self) -> None:
-        code = self.status if self.path == "/healthz" else 404
+        code = self.status if self.path == self.health_path else 404
         self.send_response(code)
         self.end_headers()
         self.wfile.write(b'{"status": "ok"}')
@@ -628,3 +635,122 @@ def test_api_port_is_published_on_loopback_only(compose: dict[str, object]) -> N
     ports = service(compose, "api")["ports"]
     assert isinstance(ports, list) and ports
     assert all(str(port).startswith("127.0.0.1:") for port in ports), ports
+
+
+# ------------------------------------------------- examples/rasa_actions: the action server
+
+
+@pytest.fixture(scope="module")
+def actions_stages() -> list[Stage]:
+    return parse_stages(ACTIONS_DOCKERFILE.read_text(encoding="utf-8"))[1]
+
+
+@pytest.fixture(scope="module")
+def actions_final(actions_stages: list[Stage]) -> Stage:
+    return actions_stages[-1]
+
+
+def test_actions_image_runs_as_a_numeric_non_root_user(actions_final: Stage) -> None:
+    assert actions_final.base == "python:3.11-slim"
+    user, _, group = actions_final.all("USER")[-1].args.partition(":")
+    # The chart's securityContext runs every pod as 10001: the image's user is the same one.
+    assert (user, group) == ("10001", "10001")
+    created = " ".join(i.args for i in actions_final.all("RUN"))
+    assert re.search(rf"useradd\b[^&;]*--uid {user}\b", created), created
+    assert re.search(rf"groupadd\b[^&;]*--gid {group}\b", created), created
+
+
+def test_actions_image_serves_the_package_with_rasa_sdk_on_5055(actions_final: Stage) -> None:
+    assert [i.args for i in actions_final.all("EXPOSE")] == ["5055"]
+    # No ENTRYPOINT: the chart's args (the same command) run as the container's command.
+    assert actions_final.all("ENTRYPOINT") == []
+    (cmd,) = actions_final.all("CMD")
+    assert exec_form(cmd.args) == [
+        "python",
+        "-m",
+        "rasa_sdk",
+        "--actions",
+        ACTIONS_PACKAGE,
+        "--port",
+        "5055",
+    ]
+    # `python -m` imports the package from the working directory it is copied into.
+    workdir = actions_final.all("WORKDIR")[-1].args
+    copies = [flags_and_rest(i.args)[1].split() for i in actions_final.all("COPY")]
+    assert [ACTIONS_PACKAGE, f"./{ACTIONS_PACKAGE}"] in copies
+    assert actions_final.env()["PYTHONPATH"] == workdir
+
+
+def test_actions_image_pins_the_rasa_sdk_of_make_actions_server(actions_final: Stage) -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    make_pin = re.search(r"rasa-sdk==(\S+)", makefile)
+    assert make_pin, "the Makefile's actions-server no longer pins rasa-sdk"
+    installs = [args for run in actions_final.all("RUN") for args in pip_installs(run.args)]
+    assert installs, "the actions image installs nothing with pip"
+    specs = []
+    for args in installs:
+        assert "--no-cache-dir" in args, args
+        specs += [Requirement(spec) for spec in requirements_of(args)]
+    (rasa_sdk,) = [r for r in specs if r.name == "rasa-sdk"]
+    assert str(rasa_sdk.specifier) == f"=={make_pin.group(1)}" == "==3.21.1"
+
+
+def test_actions_image_runs_on_a_read_only_root_filesystem(actions_final: Stage) -> None:
+    env = actions_final.env()
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["HOME"].startswith("/tmp")
+    runs = " ".join(i.args for i in actions_final.all("RUN"))
+    # The bytecode is written at build time, since nothing can be written at run time.
+    assert re.search(r"python -m compileall\b", runs), "the package is not compiled"
+    # Nothing is given to the app user: the code stays root's, read-only to it.
+    assert "chown" not in runs
+    assert all("chown" not in flags_and_rest(i.args)[0] for i in actions_final.all("COPY"))
+
+
+def test_actions_sources_exist_and_pass_their_dockerignore(actions_stages: list[Stage]) -> None:
+    patterns = [
+        line.strip()
+        for line in (ACTIONS_CONTEXT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    sources = context_sources(actions_stages)
+    assert ACTIONS_PACKAGE in sources
+    for source in sources:
+        assert (ACTIONS_CONTEXT / source).exists(), f"COPY {source}: not in {ACTIONS_CONTEXT}"
+        assert not dockerignored(source, patterns), f"COPY {source} is .dockerignored"
+    # The package's data goes with it; caches and local environments do not.
+    for needed in ("__init__.py", "actions.py", "orders.json"):
+        path = f"{ACTIONS_PACKAGE}/{needed}"
+        assert (ACTIONS_CONTEXT / path).is_file(), path
+        assert not dockerignored(path, patterns), path
+    for junk in (f"{ACTIONS_PACKAGE}/__pycache__", ".venv", ".env", "Dockerfile"):
+        assert dockerignored(junk, patterns), f"{junk} goes in the context"
+
+
+def test_actions_image_matches_the_chart_defaults(actions_final: Stage) -> None:
+    values = yaml.safe_load((ROOT / "helm" / "switchboard" / "values.yaml").read_text())
+    server = values["actionServer"]
+    (cmd,) = actions_final.all("CMD")
+    words = exec_form(cmd.args)
+    assert words[words.index("--actions") + 1] == server["actionsModule"]
+    assert words[words.index("--port") + 1] == str(server["port"])
+    assert server["image"]["repository"].endswith("/switchboard-actions")
+    user = actions_final.all("USER")[-1].args.partition(":")[0]
+    assert str(values["securityContext"]["runAsUser"]) == user
+
+
+def test_actions_healthcheck_passes_only_when_health_answers_ok(
+    actions_final: Stage, health_server: tuple[http.server.HTTPServer, type[_Handler]]
+) -> None:
+    command = healthcheck_command(actions_final)
+    assert "http://127.0.0.1:5055/health'" in command[-1]
+    server, handler = health_server
+    handler.health_path = "/health"  # rasa-sdk's
+    port = server.server_address[1]
+    command[-1] = command[-1].replace(":5055/", f":{port}/")
+    assert run_check(command, port) == 0
+    handler.status = 503
+    assert run_check(command, port) != 0
+    server.shutdown()
+    server.server_close()
+    assert run_check(command, port) != 0  # nothing listening

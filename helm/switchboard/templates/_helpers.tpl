@@ -4,7 +4,7 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* The release's base name; components append -redis, -llm, -ingest (so it is kept to 50). */}}
+{{/* The release's base name; components append -redis, -llm, -ingest, -actions (so it is kept to 50). */}}
 {{- define "switchboard.fullname" -}}
 {{- if .Values.fullnameOverride }}
 {{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" }}
@@ -30,7 +30,7 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
-{{/* Selector labels of one component: api, redis, llm, ingest. */}}
+{{/* Selector labels of one component: api, redis, llm, ingest, actions. */}}
 {{- define "switchboard.selectorLabels" -}}
 app.kubernetes.io/name: {{ include "switchboard.name" .root }}
 app.kubernetes.io/instance: {{ .root.Release.Name }}
@@ -84,6 +84,15 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "switchboard.redisName" -}}
 {{- printf "%s-redis" (include "switchboard.fullname" .) }}
+{{- end }}
+
+{{- define "switchboard.actionServerName" -}}
+{{- printf "%s-actions" (include "switchboard.fullname" .) }}
+{{- end }}
+
+{{/* The URL the actions file's server.url names for the in-chart action server. */}}
+{{- define "switchboard.actionServerUrl" -}}
+{{- printf "http://%s:%d" (include "switchboard.actionServerName" .) (int .Values.actionServer.port) }}
 {{- end }}
 
 {{/* Refuse combinations that would deploy something broken, with the reason. */}}
