@@ -105,7 +105,7 @@ def test_a_follow_up_is_answered_from_the_same_article(server: LiveServer) -> No
 
 
 def test_a_follow_up_without_a_subject_takes_the_conversations(server: LiveServer) -> None:
-    """"the link" is the password reset link after a password question; a chained follow-up
+    """ "the link" is the password reset link after a password question; a chained follow-up
     keeps the conversation's subject; a change of subject is answered on its own."""
     with connect(server.ws) as ws:
         _, first, _ = ws_turn(ws, "cant log in, forgot my password")
