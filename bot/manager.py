@@ -538,6 +538,7 @@ class ConversationManager:
                     passages,
                     query=query,
                     topic=topic,
+                    leans=looks_like_followup(question),
                 )
             record.abstained = not choice.units
             record.quote_score = round(choice.best, 4)

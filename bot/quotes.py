@@ -505,6 +505,7 @@ class QuoteAnswerer:
     sentence the last answer quoted.)"""
 
     TOPIC_BONUS = 0.1
+    ALONE_MARGIN = 0.1  # below min_score by more than this, alone: not this conversation's
 
     def __init__(self, embedder: Embedder, *, min_score: float = 0.5, max_chars: int = 700) -> None:
         self.scorer = QuoteScorer(embedder)
@@ -518,10 +519,13 @@ class QuoteAnswerer:
         *,
         query: str = "",
         topic: Sequence[str] = (),
+        leans: bool = True,
     ) -> Choice:
         """The units of `passages` that answer `question` (empty: none does). `query`: the
         question made stand-alone from the conversation, when it differs; `topic`: the
-        sources of the articles a follow-up refers to (the last answer's)."""
+        sources of the articles a follow-up refers to (the last answer's); `leans`: whether
+        the message points back at the conversation ("and for express?"): one that does not
+        is read with the conversation only when it nearly answers on its own."""
         units = units_of(passages)
         if not units:
             return Choice((), 0.0)
@@ -529,6 +533,18 @@ class QuoteAnswerer:
         # "how long does standard take" after a question about cut-off times is answered by
         # its own words; "how long is the link good for" by the conversation's.
         context = query.removesuffix(question).strip() if query and query != question else ""
+        if context and not leans:
+            # A message that does not point back is read with the conversation only when
+            # the help center has something for it on its own: "Can you recommend a
+            # lasagna recipe?" after a password question is no follow-up, and its 0.13 must
+            # not be lifted into an answer by the password article.
+            alone = max(
+                (s.score for part in question_parts(question)
+                 for s in self.scorer.score(part, units)[:1]),
+                default=0.0,
+            )  # fmt: skip
+            if alone < self.min_score - self.ALONE_MARGIN:
+                context, topic = "", ()
         ranked_parts = []
         for part in question_parts(question):
             scored = self.scorer.score(part, units, context=context)

@@ -111,10 +111,13 @@ def test_a_follow_up_without_a_subject_takes_the_conversations(server: LiveServe
         _, first, _ = ws_turn(ws, "cant log in, forgot my password")
         _, link, _ = ws_turn(ws, "how long is the link good for", "l2")
         _, other, _ = ws_turn(ws, "do you take paypal?", "l3")
+        # Off-topic in the middle of a conversation: the conversation does not lift it.
+        _, lasagna, _ = ws_turn(ws, "Can you recommend a good lasagna recipe?", "l4")
     assert "Forgot password" in first["text"], first["text"]
     assert "24 hours" in link["text"] and "7 days" not in link["text"], link["text"]
     assert "PayPal" in other["text"], other["text"]
     assert other["citations"][0]["source"] == "payment-methods.md", other["citations"]
+    assert lasagna["text"].startswith("I don't know") and lasagna["citations"] == [], lasagna
     with connect(server.ws) as ws:
         ws_turn(ws, "how much is standard shipping?")
         _, express, _ = ws_turn(ws, "and for express?", "s2")
