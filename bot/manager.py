@@ -808,15 +808,16 @@ class ConversationManager:
     ) -> str:
         """The question as a stand-alone search query: a follow-up ("and for express?") is
         rewritten with what it refers to, from the conversation (redacted text only). With
-        quoted answers the previous question is put in front (the quote scorer weighs the
-        customer's own words of the follow-up double); the model's rewrite is used only
-        when it is a question that adds no number of its own."""
+        quoted answers every message gets its conversation's subject in front
+        (`context_query`); otherwise the model's rewrite is used only when it is a question
+        that adds no number of its own, else the same `context_query`."""
         mode = self._settings.sessions.rewrite_followups
         if mode == "off" or not history:
             return question
-        # Quoted answers widen every message of a conversation: the quote scorer also
-        # scores the message alone and keeps the better, so a change of subject loses
-        # nothing ("how long is the link good for" names no subject, but is no "and ...").
+        # Quoted answers widen every message of a conversation ("how long is the link good
+        # for" names no subject, but is no "and ..."): the quote scorer weighs the message's
+        # own meaning most, and reads a message that does not point back alone when it is
+        # off every subject, so a change of subject loses nothing.
         if not quoting and not looks_like_followup(question):
             return question
         fallback = context_query(question, [t.text for t in history if t.role == "user"])

@@ -533,22 +533,19 @@ class QuoteAnswerer:
         # "how long does standard take" after a question about cut-off times is answered by
         # its own words; "how long is the link good for" by the conversation's.
         context = query.removesuffix(question).strip() if query and query != question else ""
+        parts = question_parts(question)
         if context and not leans:
             # A message that does not point back is read with the conversation only when
             # the help center has something for it on its own: "Can you recommend a
             # lasagna recipe?" after a password question is no follow-up, and its 0.13 must
             # not be lifted into an answer by the password article.
-            alone = max(
-                (s.score for part in question_parts(question)
-                 for s in self.scorer.score(part, units)[:1]),
-                default=0.0,
-            )  # fmt: skip
-            if alone < self.min_score - self.ALONE_MARGIN:
-                context, topic = "", ()
-        ranked_parts = []
-        for part in question_parts(question):
-            scored = self.scorer.score(part, units, context=context)
-            ranked_parts.append(_on_topic(scored, set(topic), self.TOPIC_BONUS))
+            alone = [self.scorer.score(part, units) for part in parts]
+            if max(ranked[0].score for ranked in alone) < self.min_score - self.ALONE_MARGIN:
+                return choose(alone, units, threshold=self.min_score, max_chars=self.max_chars)
+        ranked_parts = [
+            _on_topic(self.scorer.score(part, units, context=context), set(topic), self.TOPIC_BONUS)
+            for part in parts
+        ]
         return choose(ranked_parts, units, threshold=self.min_score, max_chars=self.max_chars)
 
 

@@ -235,7 +235,7 @@ class PolicyEngine:
         # costliest step of a quoted answer (presidio over every section: 0.37 s of a 0.45 s
         # turn). A passage's verdict depends only on its text and the pipeline, unless PII
         # is replaced by pseudonyms (those are the conversation's own).
-        cacheable = pipeline.vault is None and pipeline.policy.pii.operator != "pseudonym"
+        cacheable = pipeline.policy.pii.operator != "pseudonym"
 
         def screen(passage: Passage) -> Verdict:
             key = (id(pipeline), passage.text)
@@ -243,7 +243,8 @@ class PolicyEngine:
                 self._screened.move_to_end(key)
                 return hit
             verdict = self._apply(stages, passage.text, context)
-            if cacheable:
+            # A stage that failed (fail closed: dropped) is tried again next time.
+            if cacheable and all(f.action != "error" for f in verdict.findings):
                 self._screened[key] = verdict
                 while len(self._screened) > SCREENED_CACHE:
                     self._screened.popitem(last=False)

@@ -218,3 +218,24 @@ async def test_a_passage_is_screened_once_and_its_findings_audited_every_turn() 
         "one:EMAIL_ADDRESS",
         "two:EMAIL_ADDRESS",
     ]
+
+
+async def test_a_passage_whose_screening_failed_is_screened_again() -> None:
+    """Fail closed, but not for good: a redactor that broke once drops the passage that
+    turn, and the next turn screens it again."""
+    from policies.schema import default_policy_path, load_policy
+
+    class BreaksOnce(CountingRedactor):
+        def redact(self, text: str) -> Redaction:
+            if not self.texts:
+                self.texts.append(text)
+                raise RuntimeError("presidio hiccup")
+            return super().redact(text)
+
+    redactor = BreaksOnce()
+    engine = PolicyEngine(load_policy(default_policy_path()), redactor)
+    engine.warm_up()
+    assert await engine.screen_passages([GIFTS]) == []
+    assert [p.text for p in await engine.screen_passages([GIFTS])] == [GIFTS.text]
+    assert [p.text for p in await engine.screen_passages([GIFTS])] == [GIFTS.text]
+    assert redactor.texts.count(GIFTS.text) == 2  # failed once, screened once, then kept
