@@ -22,7 +22,7 @@ from bot.admin import router as admin_router
 from bot.api import router as api_router
 from bot.components import Components, build_components
 from bot.errors import SwitchboardError, Unavailable
-from bot.handoff import HandoffDesk
+from bot.handoff import HandoffDesk, Sealer
 from bot.jobs import JobQueue, MemoryJobQueue, RedisJobQueue
 from bot.limits import BodyLimit
 from bot.observability import LIVE, RequestIdMiddleware, setup_tracing, shutdown_tracing
@@ -56,7 +56,7 @@ def create_app(settings: Settings | None = None, components: Components | None =
         app.state.manager = parts.manager
         LIVE.watch(parts)
         queue, reader = await open_queue(settings, parts)
-        desk = HandoffDesk(parts.manager, queue)
+        desk = HandoffDesk(parts.manager, queue, Sealer.from_settings(settings))
         parts.manager.desk = desk
         kv = KeyValue(getattr(parts.store, "client", None), settings.key_prefix)
         app.state.queue, app.state.desk = queue, desk

@@ -22,16 +22,29 @@ Frames delivered to customers (the web channel's wire shapes; other channels ren
     {"type": "message", "kind": "agent", "author", "id", "text", ...}   an agent's message
     {"type": "agent", "state": "human" | "bot" | "closed", "name"}     joined / left
     {"type": "notice", "code": "handoff", "text"}                       a person was asked
+An agent's words reach their own customer as the agent wrote them ("Hi Margarethe, Dana
+here"), but they are stored redacted ("Hi <PERSON>, Dana here"), as every other copy is: the
+history, the logs, the agents' transcript. The words as written travel to the customer's
+channel only *sealed* (`Sealer`: Fernet, a key derived from a secret every process has in its
+environment and Redis never holds), in the frame's `sealed` field; the channel opens it at
+the last moment (the websocket send, the webhook POST, the Slack post) and the customer sees
+`text` replaced by it. Without a secret (`Sealer.from_settings` is None) they see the
+redacted text.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+from cryptography.fernet import Fernet, InvalidToken
 
 from bot.observability import HANDOFFS
 from bot.sessions import Session, SessionStore, Status
@@ -49,6 +62,54 @@ audit = logging.getLogger("switchboard.audit")
 # makes a repeated delivery of the same frame a no-op (a job run again after a crash).
 Deliver = Callable[[Session, dict[str, Any], str | None], Awaitable[None]]
 WITH_AGENT: tuple[Status, ...] = ("pending_human", "human")
+
+
+class Sealer:
+    """Seals an agent's words for the trip to their customer (Fernet: encrypted and
+    authenticated). Every process derives the same key from the same secret."""
+
+    def __init__(self, secret: str) -> None:
+        digest = hmac.new(secret.encode(), b"switchboard/agent-words/v1", hashlib.sha256)
+        self._fernet = Fernet(base64.urlsafe_b64encode(digest.digest()))
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Sealer | None:
+        """From $SWITCHBOARD_PII_VAULT_KEY, else the Slack signing secret (agents answer
+        from Slack); None when neither is set."""
+        import os
+
+        from policies.pii_rules import VAULT_KEY_ENV
+
+        secret = os.environ.get(VAULT_KEY_ENV, "")
+        slack = getattr(settings, "slack", None)
+        if not secret and slack is not None and slack.signing_secret is not None:
+            secret = slack.signing_secret.get_secret_value()
+        return cls(secret) if secret else None
+
+    def seal(self, text: str) -> str:
+        return self._fernet.encrypt(text.encode()).decode()
+
+    def open(self, token: str | None) -> str | None:
+        """The sealed text; None for no token, or one that is not ours (never raises)."""
+        if not token:
+            return None
+        try:
+            return self._fernet.decrypt(token.encode()).decode()
+        except (InvalidToken, ValueError, TypeError):
+            log.warning("an agent's sealed words could not be opened; the redacted text is sent")
+            return None
+
+
+def unsealed(frame: dict[str, Any], sealer: Sealer | None) -> dict[str, Any]:
+    """`frame` as the customer sees it: a sealed agent's words opened into `text`; the
+    sealed field never leaves the server."""
+    if "sealed" not in frame:
+        return frame
+    out = {k: v for k, v in frame.items() if k != "sealed"}
+    words = sealer.open(frame["sealed"]) if sealer is not None else None
+    if words is not None:
+        out["text"] = words
+    return out
 
 
 def agent_frame(turn: Turn, conversation_id: str) -> dict[str, Any]:
@@ -70,9 +131,12 @@ def agent_frame(turn: Turn, conversation_id: str) -> dict[str, Any]:
 class HandoffDesk:
     """Moves conversations between the bot and people, and carries their messages."""
 
-    def __init__(self, manager: ConversationManager, queue: JobQueue) -> None:
+    def __init__(
+        self, manager: ConversationManager, queue: JobQueue, sealer: Sealer | None = None
+    ) -> None:
         self.manager = manager
         self.queue = queue
+        self.sealer = sealer
         self.channels: dict[str, Deliver] = {}
         # Set by the connector that hosts the agents (Slack with a support channel). Without
         # one a handoff is only recorded in the audit log and the bot keeps answering.
@@ -129,12 +193,20 @@ class HandoffDesk:
         )
 
     async def agent_says(
-        self, conversation_id: str, agent: str, text: str, key: str = ""
+        self,
+        conversation_id: str,
+        agent: str,
+        text: str,
+        key: str = "",
+        *,
+        sealed: str | None = None,
     ) -> Turn | None:
         """An agent's message to the customer: stored redacted, delivered on the customer's
-        channel. The first one moves `pending_human` to `human`. None when no person is on
-        the conversation any more (a stale thread). `key` (e.g. Slack's event id) makes a
-        repeat of the same message a no-op."""
+        channel as written (sealed; see the module's docstring). The first one moves
+        `pending_human` to `human`. None when no person is on the conversation any more (a
+        stale thread). `key` (e.g. Slack's event id) makes a repeat of the same message a
+        no-op. `sealed`: the words as written, already sealed, when `text` was redacted on
+        receipt (Slack queues only redacted text)."""
         session = await self._session(conversation_id)
         if session.status not in WITH_AGENT:
             return None
@@ -154,9 +226,13 @@ class HandoffDesk:
             )
             await self.deliver(session, {"type": "agent", "state": "human", "name": agent})
         redacted = await self.redact_agent(text, agent, session)
+        if sealed is None and self.sealer is not None and redacted != text:
+            sealed = self.sealer.seal(text)
         turn = Turn("assistant", redacted, kind="agent", author=agent, client_id=key)
         await self.store.append(conversation_id, [turn])
         frame = agent_frame(turn, conversation_id)
+        if sealed is not None:
+            frame["sealed"] = sealed
         await self.deliver(session, frame, once=f"agent:{turn.message_id}")
         return turn
 

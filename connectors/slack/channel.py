@@ -45,7 +45,7 @@ from bot.errors import (
     StoreUnavailable,
     SwitchboardError,
 )
-from bot.handoff import WITH_AGENT, HandoffDesk
+from bot.handoff import WITH_AGENT, HandoffDesk, unsealed
 from bot.jobs import GiveUp, Job, JobQueue, RetryLater, backoff
 from bot.manager import ConversationManager
 from bot.settings import Settings
@@ -172,6 +172,9 @@ class SlackChannel:
                         "text": redacted,
                         "key": event_id,
                     }
+                    if self.desk.sealer is not None and redacted != text:
+                        # The words as written go to their customer, sealed (bot.handoff).
+                        payload["sealed"] = self.desk.sealer.seal(text)
                     await self.queue.put("slack.agent", payload, once=f"slack:{event_id}")
             return
         direct = kind == "message" and event.get("channel_type") == "im"
@@ -403,12 +406,16 @@ class SlackChannel:
 
     async def _post_job(self, job: Job) -> None:
         p = job.payload
-        await self.post(p["channel"], p.get("thread_ts"), p["text"], f"job:{job.id}")
+        sealer = self.desk.sealer
+        text = (sealer.open(p.get("sealed")) if sealer is not None else None) or p["text"]
+        await self.post(p["channel"], p.get("thread_ts"), text, f"job:{job.id}")
 
     async def _agent(self, job: Job) -> None:
         p = job.payload
         name = await self.user_name(p["user"])
-        turn = await self.desk.agent_says(p["conversation"], name, p["text"], key=p["key"])
+        turn = await self.desk.agent_says(
+            p["conversation"], name, p["text"], key=p["key"], sealed=p.get("sealed")
+        )
         if turn is None:
             await self._note_job(
                 p["conversation"],
@@ -501,8 +508,14 @@ class SlackChannel:
         """An agent's message (or a handoff change) to a customer in their Slack thread."""
         messages = self.manager.policies.messages("slack")
         kind = frame.get("type")
+        sealed = ""
         if kind == "message":
-            text = f"*{escape(frame.get('author') or 'Agent')}:* {to_mrkdwn(frame['text'])}"
+            author = f"*{escape(frame.get('author') or 'Agent')}:* "
+            text = author + to_mrkdwn(frame["text"])
+            words = unsealed(frame, self.desk.sealer)["text"]
+            if self.desk.sealer is not None and words != frame["text"]:
+                # The agent's words as written, for this customer only: sealed in the queue.
+                sealed = self.desk.sealer.seal(author + to_mrkdwn(words))
         elif kind == "agent":
             name = frame.get("name") or "An agent"
             state = frame["state"]
@@ -522,6 +535,8 @@ class SlackChannel:
                 "thread_ts": session.meta.get("slack_thread") or None,
                 "text": text,
             }
+            if sealed:
+                job["sealed"] = sealed
             await self.queue.put("slack.post", job, once=once)
 
 

@@ -66,7 +66,7 @@ from bot.events import (
     RedisEventLog,
     open_turn,
 )
-from bot.handoff import HandoffDesk
+from bot.handoff import HandoffDesk, Sealer, unsealed
 from bot.manager import ConversationManager
 from bot.observability import WEBSOCKETS
 from bot.sessions import RedisSessionStore, Session
@@ -98,6 +98,7 @@ class WebChannel:
     signer: Signer
     feedback: FeedbackStore
     reader: Any | None = None  # the Redis client of the websockets' blocking reads
+    sealer: Sealer | None = None  # opens agents' words for their customer (bot.handoff)
 
     @classmethod
     async def start(cls, components: Components, desk: HandoffDesk | None = None) -> WebChannel:
@@ -131,7 +132,8 @@ class WebChannel:
                 await events.append(session.id, frame)  # the widget shows an id once
 
             desk.channels["web"] = deliver
-        return cls(settings, components, events, runner, signer, feedback, reader)
+        sealer = desk.sealer if desk is not None else None
+        return cls(settings, components, events, runner, signer, feedback, reader, sealer)
 
     async def close(self) -> None:
         await self.runner.close()
@@ -405,7 +407,7 @@ class _ChatSession:
                 await asyncio.sleep(1.0)
                 continue
             for event in batch:
-                await self.send(event.wire())
+                await self.send(unsealed(event.wire(), self.web.sealer))
                 after = event.seq
                 kind = event.frame.get("type")
                 if kind == "accepted":  # a message relayed to a person gets no bot answer
@@ -468,21 +470,30 @@ class _ChatSession:
             self.follow(cid, last, turn is not None)
             return
         start = replay_start(turn, events, [t.message_id for t in turns])
+        # An agent's words as written, for their customer, while the log still holds them.
+        sealed = {
+            e.frame.get("id"): e.frame["sealed"]
+            for e in events
+            if e.frame.get("kind") == "agent" and "sealed" in e.frame
+        }
         await self.send(
             {
                 "type": "hello",
                 "conversation_id": cid,
                 "resume_token": token,
-                "history": [self._turn(t) for t in turns],
+                "history": [self._turn(t, sealed) for t in turns],
                 "seq": start,
                 "feedback": _ratings(events),
             }
         )
         self.follow(cid, start, turn is not None)
 
-    def _turn(self, turn: Turn) -> dict[str, Any]:
+    def _turn(self, turn: Turn, sealed: dict[Any, str] | None = None) -> dict[str, Any]:
         base = self.web.settings.web.article_base_url
-        return {**turn.to_json(), "citations": citations_json(turn.citations, base)}
+        out = {**turn.to_json(), "citations": citations_json(turn.citations, base)}
+        if sealed and turn.kind == "agent" and turn.message_id in sealed:
+            out = unsealed({**out, "sealed": sealed[turn.message_id]}, self.web.sealer)
+        return out
 
     async def message(self, frame: dict[str, Any]) -> None:
         client_id, text = frame.get("id"), frame.get("text")

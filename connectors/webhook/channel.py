@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from bot.errors import BadRequest, Busy, ConversationNotFound, LeaseLost, StoreUnavailable
-from bot.handoff import HandoffDesk
+from bot.handoff import HandoffDesk, unsealed
 from bot.jobs import GiveUp, Job, JobQueue, RetryLater, backoff
 from bot.manager import ConversationManager
 from bot.observability import DELIVERIES
@@ -93,6 +93,7 @@ class WebhookChannels:
     ) -> None:
         self.settings = settings
         self.manager = manager
+        self.desk = desk
         self.queue = queue
         self.kv = kv
         self._http = httpx.AsyncClient(follow_redirects=False)
@@ -263,7 +264,8 @@ class WebhookChannels:
         config = self.config(p["name"])
         if config is None or config.url is None:
             raise GiveUp(f"webhook {p['name']!r} has no url any more")
-        body = json.dumps(p["body"]).encode()
+        # An agent's words travel sealed in the queue; the customer gets them as written.
+        body = json.dumps(unsealed(p["body"], self.desk.sealer)).encode()
         headers = {
             "Content-Type": "application/json",
             HEADER: sign(body, [config.secrets[0].get_secret_value()]),

@@ -623,7 +623,8 @@ def test_handoff_to_an_agent_in_slack_and_back(deployment: Deployment) -> None:
     with connect(deployment.servers[1].url.replace("http", "ws") + "/ws/chat") as ws:
         ws.send(json.dumps({"type": "message", "text": "how long does a refund take?", "id": "m1"}))
         frames = _frames(ws, lambda f: f["type"] == "message")
-        conversation = next(f for f in frames if f["type"] == "conversation")["conversation_id"]
+        started = next(f for f in frames if f["type"] == "conversation")
+        conversation, token = started["conversation_id"], started["resume_token"]
         ws.send(
             json.dumps(
                 {
@@ -663,7 +664,7 @@ def test_handoff_to_an_agent_in_slack_and_back(deployment: Deployment) -> None:
             "channel": SUPPORT,
             "channel_type": "channel",
             "user": "UAGENT",
-            "text": "Hi, I'm Dana. Let me check your refund.",
+            "text": "Hi Margarethe, I'm Dana. Let me check your refund.",
             "ts": _ts(),
             "thread_ts": thread,
         }
@@ -676,10 +677,24 @@ def test_handoff_to_an_agent_in_slack_and_back(deployment: Deployment) -> None:
             {"type": "agent", "state": "human", "name": "Dana", "seq": joined[0]["seq"]}
         ]
         assert frames[-1]["author"] == "Dana" and "Let me check" in frames[-1]["text"]
+        # The customer reads the agent's words as written, their own name included...
+        assert frames[-1]["text"] == "Hi Margarethe, I'm Dana. Let me check your refund."
+        assert "sealed" not in frames[-1]
         assert not [f for f in frames if f["type"] == "token"]  # the bot said nothing
         status = deployment.admin("GET", f"/admin/conversations/{conversation}").json()
         assert status["status"] == "human"
         assert status["turns"][-1]["kind"] == "agent"
+        # ...which are stored redacted, as everything is.
+        assert status["turns"][-1]["text"] == "Hi <PERSON>, I'm Dana. Let me check your refund."
+        # A reload (on the other process) shows them as written while the log holds them.
+        with connect(deployment.servers[0].url.replace("http", "ws") + "/ws/chat") as again:
+            again.send(
+                json.dumps(
+                    {"type": "hello", "conversation_id": conversation, "resume_token": token}
+                )
+            )
+            hello = _frames(again, lambda f: f["type"] == "hello")[-1]
+            assert hello["history"][-1]["text"].startswith("Hi Margarethe, I'm Dana.")
         # The agent presses Resolve: the bot is back, and answers again.
         payload = {
             "type": "block_actions",
@@ -716,6 +731,7 @@ def test_handoff_to_an_agent_in_slack_and_back(deployment: Deployment) -> None:
             "zset": lambda k: client.zrange(k, 0, -1),
         }.get(kind, lambda k: b"")(key)
         assert b"jane.doe" not in repr(dump).encode(), key
+        assert b"Margarethe" not in repr(dump).encode(), key
 
 
 def _turn(ws: ClientConnection, text: str, mid: str) -> tuple[list[str], dict[str, Any], Any]:
@@ -741,7 +757,7 @@ def test_webhook_customer_handed_off_gets_the_agents_reply(deployment: Deploymen
         "type": "message",
         "channel": SUPPORT,
         "user": "UAGENT",
-        "text": "Hello, your refund is on its way.",
+        "text": "Hello Margarethe, your refund is on its way.",
         "ts": _ts(),
         "thread_ts": thread,
     }
@@ -751,8 +767,13 @@ def test_webhook_customer_handed_off_gets_the_agents_reply(deployment: Deploymen
         state.body["state"] == "human" and state.body["text"] == "Dana has joined the conversation."
     )
     agent = receiver.wait_for(1, conversation_id=conversation, kind="agent")[0]
-    assert agent.body["text"] == "Hello, your refund is on its way."
-    assert agent.body["author"] == "Dana"
+    # The agent's words as written reach their customer (sealed on the way, then opened)...
+    assert agent.body["text"] == "Hello Margarethe, your refund is on its way."
+    assert agent.body["author"] == "Dana" and "sealed" not in agent.body
+    # ...and are stored redacted.
+    turns = deployment.admin("GET", f"/admin/conversations/{cid}").json()["turns"]
+    assert turns[-1]["text"] == "Hello <PERSON>, your refund is on its way."
+    assert not _redis_holds(deployment, b"Margarethe")
     # /switchboard resolve, as an agent would type it.
     form = {
         "command": "/switchboard",
@@ -776,6 +797,71 @@ def test_webhook_customer_handed_off_gets_the_agents_reply(deployment: Deploymen
         assert slack_form(deployment.url(), "/slack/commands", SECRET, command).status_code == 200
     closed = receiver.wait_for(1, conversation_id=conversation, type="agent", state="closed")[0]
     assert closed.body["text"].startswith("This conversation is closed.")
+
+
+def test_a_slack_customer_handed_off_reads_the_agents_words_as_written(
+    deployment: Deployment,
+) -> None:
+    slack = deployment.slack
+    channel = "D" + uuid.uuid4().hex[:8].upper()
+    event = {
+        "type": "message",
+        "channel_type": "im",
+        "channel": channel,
+        "user": "UCUSTOMER",
+        "text": "I want to talk to a person",
+        "ts": _ts(),
+    }
+    slack_event(deployment.url(0), SECRET, event, "Ev" + uuid.uuid4().hex[:10])
+    _wait(lambda: slack.posts(channel), what="the handoff reply")
+
+    def handoff() -> str | None:
+        for call in slack.posts(SUPPORT):
+            text = call.body["text"]
+            if call.body.get("thread_ts") is None and "(slack)" in text:
+                cid = text.rsplit("`", 2)[-2]
+                if deployment.admin("GET", f"/admin/conversations/{cid}").json()["status"] in (
+                    "pending_human",
+                ):
+                    return cid
+        return None
+
+    cid = str(_wait(handoff, what="the Slack customer's handoff"))
+    thread = _thread_of(deployment, cid)
+    agent = {
+        "type": "message",
+        "channel": SUPPORT,
+        "user": "UAGENT",
+        "text": "Hi Margarethe, Dana here. I'll sort out your refund.",
+        "ts": _ts(),
+        "thread_ts": thread,
+    }
+    slack_event(deployment.url(1), SECRET, agent, "Ev" + uuid.uuid4().hex[:10])
+    said = _wait(
+        lambda: [t for t in slack.messages(channel) if "Dana here" in t], what="the agent's words"
+    )
+    assert said == ["*Dana:* Hi Margarethe, Dana here. I'll sort out your refund."]
+    turns = deployment.admin("GET", f"/admin/conversations/{cid}").json()["turns"]
+    assert turns[-1]["text"] == "Hi <PERSON>, Dana here. I'll sort out your refund."
+    assert not _redis_holds(deployment, b"Margarethe")
+
+
+def _redis_holds(deployment: Deployment, needle: bytes) -> list[str]:
+    """The keys of this deployment whose values hold `needle` (un-redacted text)."""
+    client = redis.Redis.from_url(deployment.redis_url)
+    found = []
+    for key in client.scan_iter(match=deployment.prefix + "*"):
+        kind = client.type(key).decode()
+        dump = {
+            "string": lambda k: client.get(k),
+            "hash": lambda k: client.hgetall(k),
+            "list": lambda k: client.lrange(k, 0, -1),
+            "stream": lambda k: client.xrange(k),
+            "zset": lambda k: client.zrange(k, 0, -1),
+        }.get(kind, lambda k: b"")(key)
+        if needle in repr(dump).encode():
+            found.append(key.decode())
+    return found
 
 
 def _conversation_for(deployment: Deployment, external: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.handoff import HandoffDesk
+from bot.handoff import HandoffDesk, Sealer, unsealed
 from bot.jobs import Job, MemoryJobQueue
 from bot.llm.base import ScriptedModel
 from bot.manager import ConversationManager
@@ -123,6 +123,38 @@ async def test_agent_joins_speaks_once_and_resolves() -> None:
         assert await desk.agent_says(cid, "Dana", "still there?") is None  # a stale thread
         back = await _say(manager, "How long do refunds take?", cid, "m9")
         assert isinstance(back[-1], Message) and "5 days" in back[-1].text  # the bot again
+    finally:
+        await queue.close()
+
+
+async def test_the_agents_words_reach_their_customer_as_written_and_are_stored_redacted() -> None:
+    manager, desk, recorder, queue = await _setup()
+    desk.sealer = Sealer("a secret every process has")
+    try:
+        first = await _say(manager, "How long do refunds take?", None, "m1")
+        cid = first[-1].conversation_id  # type: ignore[union-attr]
+        await desk.request(cid, "asked", tell_customer=False)
+        said = "Hi, Dana here. jane@example.com is on file"
+        turn = await desk.agent_says(cid, "Dana", said, key="ev1")
+        assert turn is not None and turn.text == "Hi, Dana here. <EMAIL_ADDRESS> is on file"
+        frame = recorder.frames[-1][0]
+        # What the channel queues or logs: the redacted text and the words sealed.
+        assert frame["text"] == turn.text and "jane@" not in frame["sealed"]
+        assert unsealed(frame, desk.sealer) == {
+            **{k: v for k, v in frame.items() if k != "sealed"},
+            "text": said,
+        }
+        # Another key (another deployment, a forged frame): the redacted text, never a crash.
+        assert unsealed(frame, Sealer("another secret"))["text"] == turn.text
+        assert unsealed(frame, None)["text"] == turn.text
+        # Slack redacts on receipt and queues the words sealed: the same frame.
+        sealed = desk.sealer.seal("Thanks jane@example.com")
+        again = await desk.agent_says(cid, "Dana", "Thanks <EMAIL_ADDRESS>", sealed=sealed)
+        assert again is not None and again.text == "Thanks <EMAIL_ADDRESS>"
+        assert unsealed(recorder.frames[-1][0], desk.sealer)["text"] == "Thanks jane@example.com"
+        # Nothing to hide: nothing sealed.
+        plain = await desk.agent_says(cid, "Dana", "Your refund is on its way.")
+        assert plain is not None and "sealed" not in recorder.frames[-1][0]
     finally:
         await queue.close()
 
