@@ -927,8 +927,9 @@ class ConversationManager:
         record: _TurnAudit,
         context: Context,
     ) -> AsyncGenerator[ReplyEvent, None]:
-        """An action's reply as the turn's answer: through the output policy like any."""
-        output = policies.output_filter(context)
+        """An action's reply as the turn's answer: through the output policy like any (an
+        action ran: its reply may say what it did)."""
+        output = policies.output_filter(replace(context, acted=True))
         parts: list[str] = []
         for piece in (await policies.feed(output, act.text), await policies.flush(output)):
             if piece:

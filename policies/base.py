@@ -31,13 +31,16 @@ class Strict(BaseModel):
 @dataclass(frozen=True, slots=True)
 class Context:
     """Where a text is being checked. `channel` is "widget", "slack", "webhook", "api"...;
-    `conversation` and `user` are opaque ids (never personal data); `ip` may be empty."""
+    `conversation` and `user` are opaque ids (never personal data); `ip` may be empty.
+    `acted`: a business action really ran for this answer (the `claims` stage lets its
+    reply say what was done)."""
 
     point: Point
     channel: str = "api"
     conversation: str = ""
     user: str = ""
     ip: str = ""
+    acted: bool = False
 
 
 class TextPolicy(Protocol):

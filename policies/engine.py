@@ -23,6 +23,7 @@ from knowledge.embeddings import Embedder
 from policies.audit import PolicyAudit
 from policies.base import Abandonable, Context, Point, StartsEarly, TextPolicy
 from policies.handoff import HandoffStage
+from policies.harm import ClaimsStage, HarmStage
 from policies.injection import InjectionStage
 from policies.limits import LengthStage, RateLimiter
 from policies.links import LinkStage
@@ -393,6 +394,10 @@ class PolicyEngine:
             "pii": lambda: pii,
             "injection": lambda: self._stage(
                 "injection", policy.injection, lambda: InjectionStage(policy.injection, blocked)
+            ),
+            "harm": lambda: self._stage("harm", policy.harm, lambda: HarmStage(policy.harm)),
+            "claims": lambda: self._stage(
+                "claims", policy.claims, lambda: ClaimsStage(policy.claims)
             ),
             "toxicity": lambda: self._stage(
                 "toxicity", policy.toxicity, lambda: ToxicityStage(policy.toxicity, blocked)

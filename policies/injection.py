@@ -20,7 +20,7 @@ split in two by a hash of the text; rules, weights and the threshold were chosen
 =================================  ====  ==========  ==========  =============
 held-out half, threshold 0.5          n  heuristics  classifier  combined
 =================================  ====  ==========  ==========  =============
-jailbreaks (in-the-wild + DAN)      340       87.4%       71.5%  90.3% (93.5%)
+jailbreaks (in-the-wild + DAN)      340       89.7%       71.5%  91.2% (93.5%)
 system-prompt extraction (*)         16       93.8%       18.8%  100% (100%)
 benign customer messages            510        0.0%        0.0%   0.0% (0.0%)
 techqa help articles (retrieval)    171        0.0%        0.0%   0.0% (0.0%)
@@ -62,6 +62,8 @@ stage *fail closed* by default: `Block` with an "error" finding. With `on_error:
 rules alone decide and the "error" finding goes with the verdict. `check` never raises.
 """
 
+# ruff: noqa: E501  (regular expressions read best whole, a rule a line)
+
 from __future__ import annotations
 
 import base64
@@ -76,7 +78,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field
 
 from bot.errors import ConfigError
+from policies import injection_i18n
 from policies.base import POINTS, Context, Point, Strict
+from policies.obfuscation import SQUASHED, SQUASHED_WORDS, fold, views
 from policies.verdicts import Allow, Block, Finding, Verdict
 
 ALL_POINTS: frozenset[Point] = frozenset(POINTS)
@@ -369,7 +373,7 @@ HEURISTICS: tuple[Heuristic, ...] = (
         WEAK,
         r"\b(?:no|without|free (?:of|from)|zero|bypass(?:es|ing)?|not bound by|(?:doesn't|does not"
         r"|don't|do not|never) (?:have|need|care|follow|abide|adhere)\w*)\b[^.!?\n]{0,25}?\b"
-        r"(?:restrictions?|limitations?|filters?|filtering|censorship|ethics|ethical|morals?"
+        r"(?:restrictions?|limitations?|limits|filters?|filtering|censorship|ethics|ethical|morals?"
         r"|moral|boundaries|safeguards|guidelines|rules|polic(?:y|ies))\b",
     ),
     _rule(
@@ -502,6 +506,177 @@ JAILBREAK_TECHNIQUES: tuple[Heuristic, ...] = (
     ),
 )
 
+# Asking the bot to act outside its job (chosen on the tune half of a set written for this,
+# bench/data/safety): a new job or goal, authority claimed in a header, refusals forbidden,
+# made-up discount codes, a transcript that puts words in the assistant's mouth.
+GOAL_HIJACK: tuple[Heuristic, ...] = (
+    _rule(
+        "new-job",
+        STRONG,
+        r"\byour (?:new|real|actual|only|true|updated) (?:job|task|role|goal|objective|purpose"
+        r"|mission|directive|instructions?) (?:is|are|will be|from now)\b|\b(?:change|new"
+        r"|updated) (?:of )?(?:objective|goal|mission|directive|task)s?\s*[:\-]"
+        r"|\byou(?:'re| are) now (?:working|employed|operating) (?:for|by|as)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "abuse-customers",
+        STRONG,
+        r"\b(?:be|act|sound) (?:as )?(?:rude|mean|insulting|offensive|hostile|sarcastic)"
+        r"(?: as possible)? (?:to|with|towards) (?:the next|every|all|other|your|each)"
+        r" (?:customers?|users?|people|visitors?)\b|\binsult (?:the |every |all |other |your )?"
+        r"(?:customers?|users?|visitors?)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "made-up-codes",
+        STRONG,
+        r"\b(?:generate|invent|make up|create|produce|come up with)\b[^.!?\n]{0,40}?\b(?:discount"
+        r"|coupon|promo(?:tion(?:al)?)?|voucher|gift ?card|referral) codes?\b|\b(?:give|send|tell)"
+        r" me (?:a |an |the |some )?(?:working|valid|employee|staff|internal|secret|hidden"
+        r"|unlimited|free|\d{2,3} ?%|(?:\w+[ -])?per ?cent)[^.!?\n]{0,25}?\b(?:discount|coupon|promo"
+        r"|voucher) codes?\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "refusal-suppression",
+        MEDIUM,
+        r"\b(?:do not|don't|never|must not|mustn't|cannot|can't|won't|will not) (?:ever )?"
+        r"(?:refuse|decline|say no|apologi[sz]e|add (?:any )?(?:disclaimers|warnings|caveats))\b"
+        r"|\bwithout (?:any )?(?:disclaimers|warnings|refusing|refusals|caveats|moralizing)\b"
+        r"|\b(?:are|is) (?:now )?(?:banned|forbidden|not allowed|prohibited)(?: from| in)? your"
+        r" (?:replies|responses|answers|vocabulary)\b|\bnever say (?:you )?(?:can't|cannot|sorry"
+        r"|no|unable)\b|\bnever refuses?\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "fake-authority",
+        MEDIUM,
+        r"\b(?:message|notice|alert|memo|directive|instruction|order)s? from (?:the )?(?:[\w-]+ )"
+        r"{0,3}?(?:it|security|admin(?:istrator)?s?|developers?|dev team|engineering|management"
+        r"|headquarters|hq|system|compliance|legal|openai|anthropic)(?: team| department)?\b\s*[:\-]"
+        r"|\b(?:i(?:'m| am)|we(?:'re| are)|this is) (?:from )?(?:the |your |an? )?(?:internal )?"
+        r"(?:audit|compliance|security|it|engineering|developer|dev|qa|trust (?:and|&) safety)"
+        r" (?:team|department|auditor|officer|engineer)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "bypass-checks",
+        MEDIUM,
+        r"\b(?:bypass|skip|override|disable|ignore|disregard|waive|circumvent)\b(?: the| all| any"
+        r"| your)?"
+        r"(?: \w+)? (?:verification|checks?|policy|policies|restrictions|limits|safeguards"
+        r"|guardrails|filters?|rules)\b|\b(?:authori[sz]ed|allowed|permitted|cleared) to (?:skip"
+        r"|ignore|bypass|override|break|waive) (?:the |any |all )?(?:polic|rules|restrictions"
+        r"|verification|limits)",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "filters-off",
+        MEDIUM,
+        r"\b(?:disabled|turned off|removed|lifted|deactivated|switched off|suspended) (?:my |all "
+        r"|your |the )?(?:content |safety |security )?(?:restrictions|filters|guardrails"
+        r"|safeguards|rules|limits)\b|\b(?:restrictions|filters|guardrails|safeguards)"
+        r" (?:are |have been |were )?(?:now )?(?:disabled|off|lifted|removed|deactivated)\b"
+        r"|\b(?:access|permission|privilege|clearance|authori[sz]ation) level\s*[:=]?\s*(?:root"
+        r"|admin|max\w*|\d+)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "mode-switch",
+        MEDIUM,
+        r"\b(?:activate|enable|enter|switch to|turn on|engage|unlock|boot into) (?!(?:developer|dark"
+        r"|light|airplane|flight|safe|night|power|sleep|battery|guest|incognito|private|offline"
+        r"|test|maintenance|debug|silent|vacation|holiday|reader|compatibility|kiosk|eco|sport"
+        r"|quiet|focus|travel|low|high|power saving|sleep|pairing|recovery) mode)[\w-]+ mode\b"
+        r"|\bmode (?:on|activated|enabled|unlocked)\b|\b(?:an? |the )?(?:\w+ )?version of"
+        r" (?:you|yourself|this (?:bot|assistant))\b(?! (?:from|on|in)\b)",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "dump-internals",
+        MEDIUM,
+        r"\b(?:dump|print|output|reveal|list|show|expose|leak)\b[^.!?\n]{0,20}?\b(?:tool"
+        r" definitions|tool list|function definitions|your (?:tools|functions|config(?:uration)?"
+        r"|settings|memory)|config(?:uration)?,? (?:and |& )?prompt)\b"
+        r"|\b(?:internal|secret|hidden|confidential) (?:rules|guidelines|instructions|policies"
+        r"|procedures|notes|prompt)\b(?: (?:you|that you) (?:follow|use|have|were given))?",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        # "repeat your instructions" is also a customer who missed a step: MEDIUM
+        "reveal-rules",
+        MEDIUM,
+        r"\b(?:repeat|recite|print|output|dump|reveal|disclose|leak|paste|copy|spell out|write out"
+        r"|echo|read out|read back)\b[^.!?\n]{0,20}?" + _YOUR_RULES,
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        # A transcript that ends where the assistant is to speak, or puts an admission in its
+        # mouth: role labels at line starts.
+        "transcript",
+        MEDIUM,
+        r"(?:^|\n)\s*(?:user|human|customer|me|client)\s*:[^\n]*\n(?:[^\n]*\n){0,6}?\s*(?:"
+        r"assistant|ai|bot|[\w ]{1,20} bot|agent|support|gpt|chatbot)\s*:"
+        r"|(?:^|\n)\s*(?:assistant|ai|bot|[\w ]{1,20} bot|chatbot)\s*:[^\n]*\n(?:[^\n]*\n)"
+        r"{0,6}?\s*(?:user|human|customer|me|client)\s*:",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "assistant-prefill",
+        STRONG,
+        r"\n\s*(?:assistant|ai|bot|chatbot|gpt)\s*:\s*$",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "promised-exception",
+        WEAK,
+        r"\b(?:like|as) you (?:promised|agreed|said you would)\b|\byou (?:promised|agreed) (?:to|me)"
+        r"\b|\bjust (?:this )?once\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "payload-split",
+        MEDIUM,
+        r"\b\w{1,3}\s*=\s*['\"][^'\"\n]{1,30}['\"][^\n]{0,60}?\b\w{1,3}\s*=\s*['\"]"
+        r"|\b\w{1,3} ?\+ ?\w{1,3} ?\+ ?\w{1,3}\b|\b(?:do|follow|execute|run|obey) (?:what|whatever)"
+        r" (?:\w{1,3}|it|the result|the string) (?:says|contains)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "hidden-message",
+        STRONG,
+        r"\b(?:hidden|secret|invisible|system) (?:message|text|note|instructions?)s? (?:above|before"
+        r"|preceding|prior to|at the (?:start|top|beginning) of)\b|\b(?:above|before|preceding"
+        r"|prior to) (?:my|the user'?s?|this) (?:very )?first (?:message|input|question|prompt)\b",
+    ),
+    _rule(
+        # A story with a character who has no rules: the character says what the bot may not.
+        "lawless-character",
+        MEDIUM,
+        r"\b(?:character|persona|entity|ai|bot|assistant|twin|friend|shadow|version)s?,? (?:who|that"
+        r"|which) (?:\w+ )?(?:ignores?|has no|have no|doesn't (?:follow|have|care about)|does not"
+        r" (?:follow|have|care about)|isn't bound by|is not bound by|breaks?|never follows?"
+        r"|answers? everything|never refuses?)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "story-framing",
+        WEAK,
+        r"\bwrite (?:a|an|the) (?:short )?(?:dialogue|story|script|scene|conversation|play|poem)"
+        r" (?:between|where|in which|about)\b",
+        NOT_RETRIEVAL,
+    ),
+)
+
+# The same techniques in French, German, Spanish, Italian, Portuguese and Dutch.
+I18N: tuple[Heuristic, ...] = tuple(
+    Heuristic(name, {"strong": STRONG, "medium": MEDIUM}.get(level, WEAK), pattern, points)
+    for name, level, pattern, points in injection_i18n.compiled()
+)
+RULES: tuple[Heuristic, ...] = (*HEURISTICS, *JAILBREAK_TECHNIQUES, *GOAL_HIJACK, *I18N)
+OBFUSCATED_WEIGHT = WEAK  # added once when a rule matched only an unmasked reading
+
 # Long runs of base64: decoded, and if they hide text, that text is scored too.
 _BASE64 = re.compile(r"(?<![a-z0-9+/])[a-z0-9+/]{24,}={0,2}(?![a-z0-9+/=])", re.IGNORECASE)
 ENCODED_WEIGHT = MEDIUM
@@ -513,8 +688,10 @@ Detector = Callable[[str], float]
 
 def normalise(text: str) -> str:
     """What the rules see: NFKC-folded (full-width and styled letters become plain),
-    invisible characters removed, lower-cased, runs of spaces made one, curly quotes plain."""
-    folded = unicodedata.normalize("NFKC", text).translate(_INVISIBLE).lower()
+    invisible characters removed, lower-cased, look-alike letters of other scripts made
+    Latin and accents taken off (`obfuscation.fold`), runs of spaces made one, curly
+    quotes plain."""
+    folded = fold(unicodedata.normalize("NFKC", text).translate(_INVISIBLE).lower())
     return _SPACES.sub(" ", folded.replace("\u2019", "'").replace("\u2018", "'"))
 
 
@@ -603,18 +780,87 @@ class InjectionStage:
         score = combine(f.score or 0.0 for f in findings)
         if score < rules.threshold:
             return Allow(text, findings=tuple(f for f in findings if _notable(f)))
+        if context.point == "input" and (quoted := self._quoted(text, context)) is not None:
+            return quoted
         blocked = tuple(replace(f, action="block") for f in findings if _notable(f))
         return Block(f"prompt injection (score {score:.2f})", self._reply, blocked)
+
+    def _quoted(self, text: str, context: Context) -> Verdict | None:
+        """A customer who quotes an attack ("my kid typed 'ignore all previous instructions'
+        into your chat... how long do refunds take?") and asks a real question: the question
+        goes on without the quote (the model never reads it). None when the attack is not
+        all inside quotes, when what is left is no question, or when it asks the bot to act
+        on the quote ("translate this: '...'", "do what it says")."""
+        spans = [m.span() for m in _QUOTE.finditer(text)]
+        spans += [m.span(1) for m in _REPORTED.finditer(text)]
+        if not spans:
+            return None
+        outside, last = [], 0
+        for start, end in sorted(spans):
+            if start < last:
+                continue
+            outside.append(text[last:start])
+            outside.append(QUOTE_MARK)
+            last = end
+        outside.append(text[last:])
+        rest = "".join(outside)
+        normal = normalise(rest.replace(QUOTE_MARK, " "))
+        words = re.findall(r"[^\W\d_]+", normal)
+        if len(words) < 4 or not _QUESTION.search(normal) or _ACTS_ON_QUOTE.search(normalise(rest)):
+            return None
+        findings = self.heuristic_findings(rest.replace(QUOTE_MARK, " "), context.point)
+        if self._rules.classifier and self._detector is not None:
+            try:
+                probability = self._detector(rest)
+            except Exception:
+                return None
+            findings.append(Finding(self.name, "classifier", "flag", score=probability))
+        if combine(f.score or 0.0 for f in findings) >= QUOTED_REST_MAX:
+            return None
+        flag = Finding(self.name, "quoted-attack", "rewrite")
+        return Allow(rest, findings=(*tuple(f for f in findings if _notable(f)), flag))
 
     def heuristic_findings(self, text: str, point: Point) -> list[Finding]:
         """The built-in rules that match `text` at `point`, one finding each (its weight as
         score); a base64 run that decodes to matching text adds an "encoded-payload" one."""
         normal = normalise(text)
+        rules = [rule for rule in RULES if point in rule.points]
+        matched = {rule.name for rule in rules if rule.pattern.search(normal)}
         findings = [
             Finding(self.name, f"heuristic:{rule.name}", "flag", score=rule.weight)
-            for rule in (*HEURISTICS, *JAILBREAK_TECHNIQUES)
-            if point in rule.points and rule.pattern.search(normal)
+            for rule in rules
+            if rule.name in matched
         ]
+        # The same rules on each unmasked reading (leetspeak, spaced letters, ROT13...):
+        # a rule counts once, at its weight, under the first reading that showed it.
+        unmasked: dict[str, Finding] = {}
+        spaced = fold(unicodedata.normalize("NFKC", text).translate(_INVISIBLE).lower())
+        # Not for help articles: their code samples, tables and command lines read as masked
+        # text (2 of 337 techqa articles were dropped), and a planted instruction is plain.
+        readings = views(normal, spaced) if point != "retrieval" else []
+        for view, reading in readings:
+            if view == "squashed":
+                for pattern, weight in ((SQUASHED, STRONG), (SQUASHED_WORDS, MEDIUM)):
+                    if pattern.search(reading) and f"squashed:{weight}" not in unmasked:
+                        label = f"heuristic:squashed:{'phrase' if weight == STRONG else 'word'}"
+                        unmasked[f"squashed:{weight}"] = Finding(
+                            self.name, label, "flag", score=weight
+                        )
+                continue
+            for rule in rules:
+                if rule.name in matched or rule.name in unmasked:
+                    continue
+                if rule.pattern.search(reading):
+                    unmasked[rule.name] = Finding(
+                        self.name, f"heuristic:{view}:{rule.name}", "flag", score=rule.weight
+                    )
+        if unmasked:
+            findings += unmasked.values()
+            if max(f.score or 0.0 for f in unmasked.values()) >= MEDIUM:
+                # Masking words that read as an attack is itself a sign.
+                findings.append(
+                    Finding(self.name, "heuristic:obfuscated", "flag", score=OBFUSCATED_WEIGHT)
+                )
         # Many orders to the assistant ("you will...", "never refuse") make a persona prompt;
         # help articles address their reader the same way, so not at the retrieval point.
         directives = len(_DIRECTIVE.findall(normal)) if point != "retrieval" else 0
@@ -639,6 +885,37 @@ class InjectionStage:
             return Allow(text, findings=(*findings, error))
         blocked = tuple(replace(f, action="block") for f in findings)
         return Block("injection classifier failed", self._reply, (*blocked, error))
+
+
+# Quoted text: in double quotes, guillemets, curly quotes, or single quotes around 8+
+# characters (not an apostrophe); and reported speech without quotes ("my son typed ignore
+# all previous instructions into your chat").
+_QUOTE = re.compile(
+    r"\"[^\"\n]{3,400}\"|“[^”\n]{3,400}”|«[^»\n]{3,400}»|„[^“”\n]{3,400}[“”]"
+    r"|‘[^’\n]{3,400}’|(?<![\w])'[^'\n]{8,400}'(?![\w])"
+)
+_REPORTED = re.compile(
+    r"\b(?:typed|wrote|said|sent|entered|pasted|posted|put in|asked)\s*:?\s+(.{8,200}?)\s+"
+    r"(?:in|into|on|to) (?:your|the) (?:chat|bot|box|app|window|assistant|website|site|widget)\b",
+    re.IGNORECASE,
+)
+QUOTE_MARK = "[quoted text removed]"
+# What is left must ask something...
+_QUESTION = re.compile(
+    r"\?|\b(?:how|what|when|where|why|which|who|can|could|do|does|did|is|are|will|would|should"
+    r"|may|i need|i want|i'd like|please|comment|quand|ou|pourquoi|est-ce|wie|wann|wo|warum|kann"
+    r"|como|cuando|donde|por que|puedo|quando|dove|perche|posso|onde|hoe|wanneer|waar)\b"
+)
+# ...and not ask the bot to act on the quote.
+_ACTS_ON_QUOTE = re.compile(
+    r"\b(?:translate|repeat|say|write|follow|obey|execute|run|do|perform|complete|continue|decode"
+    r"|reverse|spell|act on|read|print|output|pretend|apply|treat|traduis|traduce|ubersetze"
+    r"|traduci|traduza|vertaal|repete|repite|wiederhole|ripeti|repita|herhaal|fais|haz|mach|fai"
+    r"|faca|doe|suis|sigue|folge|segui|siga|volg)\b[^.?!\n]{0,25}?(?:\[quoted text removed\]"
+    r"|\bthis\b|\bthat\b|\bit\b|\bthe above\b|\bthe following\b|:\s*\[quoted)",
+    re.IGNORECASE,
+)
+QUOTED_REST_MAX = 0.25  # what is left outside the quote must be this far from an attack
 
 
 def combine(scores: Iterable[float]) -> float:

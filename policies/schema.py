@@ -15,6 +15,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from policies.base import Strict
 from policies.grounding import GroundingRules
 from policies.handoff import HandoffRules
+from policies.harm import ClaimsRules, HarmRules
 from policies.injection import InjectionRules
 from policies.limits import LimitRules
 from policies.links import LinkRules
@@ -69,12 +70,23 @@ class Messages(Strict):
     )
 
 
-StageName = Literal["pii", "injection", "toxicity", "topics", "limits", "links", "handoff", "scrub"]
+StageName = Literal[
+    "pii",
+    "injection",
+    "harm",
+    "toxicity",
+    "topics",
+    "limits",
+    "links",
+    "claims",
+    "handoff",
+    "scrub",
+]
 # Which stages make sense where. Storage is always redacted: nothing un-redacted is stored.
 ALLOWED_STAGES: dict[str, frozenset[str]] = {
-    "input": frozenset({"limits", "pii", "injection", "toxicity", "topics", "handoff"}),
+    "input": frozenset({"limits", "pii", "injection", "harm", "toxicity", "topics", "handoff"}),
     "retrieval": frozenset({"pii", "injection", "toxicity"}),
-    "output": frozenset({"pii", "links", "toxicity", "limits"}),
+    "output": frozenset({"pii", "links", "claims", "toxicity", "limits"}),
     "storage": frozenset({"pii", "scrub"}),
 }
 
@@ -88,12 +100,12 @@ class Stages(Strict):
 
     input: list[StageName] = Field(
         default_factory=lambda: _names(
-            "limits", "pii", "injection", "toxicity", "topics", "handoff"
+            "limits", "pii", "injection", "harm", "toxicity", "topics", "handoff"
         )
     )
     retrieval: list[StageName] = Field(default_factory=lambda: _names("pii", "injection"))
     output: list[StageName] = Field(
-        default_factory=lambda: _names("pii", "links", "toxicity", "limits")
+        default_factory=lambda: _names("pii", "links", "claims", "toxicity", "limits")
     )
     storage: list[StageName] = Field(default_factory=lambda: _names("pii", "scrub"))
 
@@ -118,8 +130,8 @@ class Stages(Strict):
 
 # The sections a channel may override (everything but `version` and `channels` itself).
 OVERRIDABLE = (
-    "pii", "injection", "toxicity", "topics", "limits", "links", "handoff", "stages",
-    "output", "messages", "grounding", "scrub",
+    "pii", "injection", "harm", "toxicity", "topics", "limits", "links", "claims", "handoff",
+    "stages", "output", "messages", "grounding", "scrub",
 )  # fmt: skip
 
 
@@ -129,6 +141,8 @@ class PolicyFile(Strict):
     version: Version
     pii: PiiPolicy = Field(default_factory=PiiPolicy)
     injection: InjectionRules = Field(default_factory=InjectionRules)
+    harm: HarmRules = Field(default_factory=HarmRules)
+    claims: ClaimsRules = Field(default_factory=ClaimsRules)
     toxicity: ToxicityRules = Field(default_factory=ToxicityRules)
     topics: TopicRules = Field(default_factory=TopicRules)
     limits: LimitRules = Field(default_factory=LimitRules)

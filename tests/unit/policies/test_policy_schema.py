@@ -204,6 +204,6 @@ def test_json_schema_forbids_unknown_keys_when_generated() -> None:
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {
         "version", "pii", "injection", "toxicity", "topics", "limits", "links", "handoff",
-        "stages", "output", "grounding", "messages", "channels", "scrub",
+        "stages", "output", "grounding", "messages", "channels", "scrub", "harm", "claims",
     }  # fmt: skip
     assert schema["required"] == ["version"]
