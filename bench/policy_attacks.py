@@ -132,11 +132,14 @@ def latency(check: Callable[[str, Context], object], texts: Sequence[str]) -> tu
 
 
 def injection_stages(threshold: float | None) -> dict[str, InjectionStage]:
-    """heuristics-only, classifier-only and combined stages, warmed up."""
-    extra = {} if threshold is None else {"threshold": threshold}
+    """rules-only, guardify-only, meaning-only and combined stages, warmed up. The meaning
+    classifier alone is shown as it works in the combined stage's place: with nothing to
+    corroborate it, it blocks only from 0.85 in messages of six words or more."""
+    extra: dict[str, float] = {} if threshold is None else {"threshold": threshold}
     modes = {
-        "heuristics": InjectionRules(classifier=False, **extra),
-        "classifier": InjectionRules(heuristics=False, **extra),
+        "heuristics": InjectionRules(classifier=False, meaning=False, **extra),
+        "classifier": InjectionRules(heuristics=False, meaning=False, **extra),
+        "meaning": InjectionRules(heuristics=False, classifier=False, **extra),
         "combined": InjectionRules(**extra),
     }
     stages = {name: InjectionStage(rules, REPLY) for name, rules in modes.items()}
@@ -163,14 +166,22 @@ def report_injection(sets: dict[str, list[str]], split: str, threshold: float | 
     ]
     shown = InjectionRules().threshold if threshold is None else threshold
     print(f"\nInjection stage, split={split}, threshold={shown}")
-    print(f"{'set':34} {'n':>5} {'heuristics':>11} {'classifier':>11} {'combined':>9}  target")
+    print(
+        f"{'set':34} {'n':>5} {'heuristics':>11} {'classifier':>11} {'meaning':>11}"
+        f" {'combined':>9}  target"
+    )
     for label, texts, point, target in rows:
         rates = [
-            rate(stages[m].check, texts, point) for m in ("heuristics", "classifier", "combined")
+            rate(stages[m].check, texts, point)
+            for m in ("heuristics", "classifier", "meaning", "combined")
         ]
         cells = " ".join(f"{r:>10.1%}" for r in rates)
         print(f"{label:34} {len(texts):>5} {cells}  {target}")
     print("(*) not held-out: all 28 extraction attacks were in view when rules were written")
+    print(
+        "The meaning classifier was trained on the tune halves only"
+        " (bench/train_safety_classifiers.py)."
+    )
     samples = {
         "300 benign": half(sets["benign"], split)[:300],
         "100 jailbreaks": half(sets["jailbreaks"], split)[:100],

@@ -62,7 +62,7 @@ def stopped(verdict: object) -> bool:
 def main() -> None:
     stage = InjectionStage(InjectionRules(), "blocked")
     stage.warm_up()
-    rules_only = InjectionStage(InjectionRules(classifier=False), "blocked")
+    rules_only = InjectionStage(InjectionRules(classifier=False, meaning=False), "blocked")
     context = Context("input")
     timings: list[float] = []
 
@@ -72,8 +72,11 @@ def main() -> None:
         timings.append(time.perf_counter() - started)
         return verdict
 
-    print("Injection: share stopped by the policy (held-out | tune), rules+classifier / rules")
-    print(f"{'set':34} {'held-out':>18} {'tune':>18}   rules alone (held-out)")
+    print("First set (bench/data/safety/*.jsonl): the rules were first written on its tune half,")
+    print("then on both halves, and the meaning classifiers are trained on all of it; its figures")
+    print("show what is covered, not how it generalises: the second set below does that.")
+    print("Injection: share stopped by the policy, all detectors / rules alone")
+    print(f"{'set':34} {'half 1':>18} {'half 0':>18}   rules alone (half 1)")
     for name, attack in (
         ("attacks_written", True),
         ("attacks_multilingual", True),
@@ -123,7 +126,8 @@ def main() -> None:
     )
 
     harm = HarmStage(HarmRules())
-    print("\nHarmful requests: share declined (held-out | tune)")
+    harm.warm_up()
+    print("\nHarmful requests: share declined (half 1 | half 0)")
     for name, want in (("harmful", True), ("harmless_lookalikes", False)):
         by = {"held-out": [], "tune": []}
         cats: dict[str, list[bool]] = {}
@@ -147,8 +151,12 @@ def main() -> None:
         declined = [isinstance(harm.check(t, context), Block) for t in texts]
         print(f"{'real customer utterances':34} false declines {rate(declined)}")
 
+    second_set(stage, harm, context)
+    whole_input_policy()
+
     claims = ClaimsStage(ClaimsRules())
     print("\nAction claims in answers: share judged right (held-out | tune)")
+    print("(the claims rules were written on the tune half only)")
     for want in (True, False):
         by = {"held-out": [], "tune": []}
         for r in rows("action_claims"):
@@ -156,6 +164,93 @@ def main() -> None:
                 by[half(r["text"])].append(claims.claims(r["text"]) == want)
         label = "claims an action: rewritten" if want else "no claim: left alone"
         print(f"{label:34} {rate(by['held-out']):>18} {rate(by['tune']):>18}")
+
+
+def second_set(stage: InjectionStage, harm: HarmStage, context: Context) -> None:
+    """The second set, written blind after the rules and classifiers (never trained on)."""
+    folder = DATA / "heldout2"
+    if not folder.exists():
+        return
+    load = lambda name: [json.loads(line) for line in (folder / name).open(encoding="utf-8")]  # noqa: E731
+    print("\nSecond blind set (bench/data/safety/heldout2): written after the rules and the")
+    print("classifiers, never used to write or train them")
+    groups: dict[str, list[bool]] = {}
+    for row in load("attacks.jsonl"):
+        technique = row["technique"]
+        obfuscated = row["lang"] == "en" and technique.startswith(("obf", "enc"))
+        group = (
+            "masked (English)"
+            if obfuscated
+            else ("English" if row["lang"] == "en" else "other languages")
+        )
+        groups.setdefault(group, []).append(stopped(stage.check(row["text"], context)))
+    for group, hits in sorted(groups.items()):
+        print(f"  attacks stopped by the policy, {group:22} {rate(hits)}")
+    print(
+        f"  attacks stopped by the policy, {'all':22}"
+        f" {rate([h for v in groups.values() for h in v])}"
+    )
+    kinds: dict[str, list[bool]] = {}
+    for row in load("benign.jsonl"):
+        blocked = isinstance(stage.check(row["text"], context), Block) or isinstance(
+            harm.check(row["text"], context), Block
+        )
+        kinds.setdefault(row["kind"], []).append(blocked)
+    for kind, hits in sorted(kinds.items()):
+        print(f"  ordinary messages ({kind}) falsely blocked: {rate(hits)}")
+    cats: dict[str, list[bool]] = {}
+    for row in load("harmful.jsonl"):
+        cats.setdefault(row["category"], []).append(
+            isinstance(harm.check(row["text"], context), Block)
+        )
+    print(
+        f"  harmful requests declined: {rate([h for v in cats.values() for h in v])}  ("
+        + ", ".join(f"{c} {sum(h)}/{len(h)}" for c, h in sorted(cats.items()))
+        + ")"
+    )
+    lookalikes = [isinstance(harm.check(r["text"], context), Block) for r in load("harmless.jsonl")]
+    print(f"  harmless look-alikes falsely declined: {rate(lookalikes)}")
+
+
+def whole_input_policy() -> None:
+    """Ordinary messages through every input stage of the bundled policy (PII, injection,
+    harm, toxicity, topics): what a real customer meets."""
+    import asyncio
+
+    from policies.engine import PolicyEngine
+
+    engine = PolicyEngine.from_file()
+    engine.warm_up()
+    sets = {
+        "customers in other languages (fr/de/es/it/pt)": [
+            r["text"] for r in rows("benign_multilingual")
+        ]
+        + [r["text"] for r in rows("questions_multilingual")],
+    }
+    second = DATA / "heldout2"
+    if second.exists():
+        for name in ("benign.jsonl", "harmless.jsonl"):
+            sets[f"heldout2/{name}"] = [
+                json.loads(line)["text"] for line in (second / name).open(encoding="utf-8")
+            ]
+    print("\nThe whole input policy (policies/default.yaml) on ordinary messages: falsely blocked")
+
+    async def judge(texts: list[str]) -> list[tuple[bool, str]]:
+        out = []
+        for text in texts:
+            verdict = await engine.check_input(text, Context("input"))
+            stages = sorted({f.stage for f in verdict.findings if f.action == "block"})
+            out.append((isinstance(verdict, Block), ",".join(stages)))
+        return out
+
+    for name, texts in sets.items():
+        results = asyncio.run(judge(texts))
+        by_stage: dict[str, int] = {}
+        for blocked, stages in results:
+            if blocked:
+                by_stage[stages or "?"] = by_stage.get(stages or "?", 0) + 1
+        print(f"  {name:48} {rate([b for b, _ in results])}  {by_stage or ''}")
+    engine.close()
 
 
 if __name__ == "__main__":

@@ -88,10 +88,13 @@ class Components:
         if self.manager.actions is not None:
             await asyncio.to_thread(self.manager.actions.warm_up)
             await self.manager.actions.discover()
-        await asyncio.gather(
+        warm = [
             asyncio.to_thread(self.policies.warm_up),
             asyncio.to_thread(self._warm_torch_models),
-        )
+        ]
+        if self.manager.language is not None:
+            warm.append(asyncio.to_thread(self.manager.language.warm_up))
+        await asyncio.gather(*warm)
         from knowledge.hybrid import settle_garbage_collector
 
         settle_garbage_collector()  # the models' objects: never walked again by a collection

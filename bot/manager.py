@@ -24,6 +24,7 @@ from bot.actions.engine import ActionEngine, ActionReply
 from bot.admission import Admission, default_active, default_waiting
 from bot.errors import BadRequest, Busy, ConversationNotFound, ModelError, SwitchboardError
 from bot.handoff import WITH_AGENT, HandoffDesk
+from bot.language import LanguageDetector, only_in
 from bot.llm.base import ChatMessage, GenerationParams, LanguageModel
 from bot.observability import (
     RETRIEVAL_SECONDS,
@@ -96,6 +97,7 @@ class _TurnAudit:
     rewritten: str = ""  # a follow-up made stand-alone for retrieval: "llm" or "concat"
     unsupported: int = 0  # sentences the grounding check found unsupported by the passages
     quote_score: float | None = None  # quoted answers: the best sentence's score
+    language: str = ""  # the customer's, when not the help center's
 
 
 REWRITE_INSTRUCTION = (
@@ -228,6 +230,12 @@ class ConversationManager:
         self.actions: ActionEngine | None = None
         # Quote-first answers (made on first use from the embedder; see `answers.mode`).
         self.quotes: QuoteAnswerer | None = None
+        # The customer's language (bot.language); None: not told apart.
+        self.language: LanguageDetector | None = (
+            LanguageDetector(settings.answers.help_center_language)
+            if settings.answers.detect_language
+            else None
+        )
         # The fair, bounded line every turn passes before anything of it is stored.
         gate = settings.admission
         self.admission = Admission(
@@ -428,7 +436,7 @@ class ConversationManager:
                 user_turn.message_id, user_turn.text, session.id, message.client_message_id
             )
             handoff = self._handoff(
-                policies, message.channel, session.id, [*history, user_turn, reply], ""
+                policies, message.channel, session.id, [*history, user_turn, reply], verdict.handoff
             )
             yield Token(reply.text)
             self._log(record, started)
@@ -520,6 +528,19 @@ class ConversationManager:
         only what follows it is streamed.
         """
         question, user_turn = asked.question or asked.turn.text, asked.turn
+        if (other := self._other_language(question)) is not None:
+            # Not the help center's language: said honestly, in the customer's, with the
+            # offer of a person (kind no_answer: two in a row hand the conversation over).
+            record.language, text = other
+            reply = Turn("assistant", text, kind="no_answer")
+            yield Token(reply.text.removeprefix(said))
+            await self.store.append(session.id, [reply], asked.lease)
+            turns = [*history, user_turn, reply]
+            handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
+            self._log(record, started)
+            await self._hand_off(session.id, handoff)
+            yield self._final(session, reply, asked.in_reply_to, handoff)
+            return
         quoting = self._quoting()
         search = self.retriever if isinstance(self.retriever, ArticleSearch) else None
         if search is not None:  # "forgot my pasword": the help center's own spelling
@@ -558,8 +579,9 @@ class ConversationManager:
         outputs: list[OutputFilter] = []
         known = "\n".join(strip_markup(p.text) for p in passages)
         if choice is not None:
-            # The answer is the help center's own sentences: nothing for the model to do.
-            outputs.append(policies.output_filter(context, known=known))
+            # The answer is the help center's own sentences: nothing for the model to do (and
+            # nothing the bot claims to have done: the claims stage leaves them alone).
+            outputs.append(policies.output_filter(replace(context, quoted=True), known=known))
             quoted = compose(choice.units)
             if choice.best < self._settings.answers.sure_score:
                 # A near miss: quoted, with an honest doubt and the offer of a person.
@@ -610,6 +632,18 @@ class ConversationManager:
         # The customer has the answer; the memory of a long conversation is kept up to date
         # before the next message of this conversation is taken (it waits on the lock).
         await self._remember(session, policies, context)
+
+    def _other_language(self, question: str) -> tuple[str, str] | None:
+        """(language, reply) for a question in another language than the help center's."""
+        if self.language is None:
+            return None
+        try:
+            language, _ = self.language.detect(question)
+        except Exception:  # a broken detector costs the detection, never the turn
+            log.exception("language detection failed; the message is taken as written")
+            return None
+        helps_in = self._settings.answers.help_center_language
+        return None if language == helps_in else (language, only_in(helps_in, language))
 
     def _quoting(self) -> bool:
         """Whether answers are quoted from the help center (`answers.mode`): needs the

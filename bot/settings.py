@@ -213,6 +213,18 @@ class AnswerSettings(BaseModel):
         description="Quote mode: below this score (and above min_score) the quote is sent "
         "with the prompt file's `wording.unsure` (an offer of a person).",
     )
+    help_center_language: str = Field(
+        "en",
+        pattern=r"^[a-z]{2}$",
+        description="The language the help center is written in (two letters). A customer "
+        "who writes in another is told, in their language, that the bot answers in this one, "
+        "and offered a person.",
+    )
+    detect_language: bool = Field(
+        True,
+        description="Tell the customer's language (fastText lid.176, offline); false: every "
+        "message is taken to be in help_center_language.",
+    )
     articles: int = Field(3, ge=1, le=10, description="Quote mode: articles quoted from.")
     sections_per_article: int = Field(
         8, ge=1, le=50, description="Quote mode: chunks read from each of those articles."

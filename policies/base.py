@@ -33,7 +33,8 @@ class Context:
     """Where a text is being checked. `channel` is "widget", "slack", "webhook", "api"...;
     `conversation` and `user` are opaque ids (never personal data); `ip` may be empty.
     `acted`: a business action really ran for this answer (the `claims` stage lets its
-    reply say what was done)."""
+    reply say what was done); `quoted`: the answer is the help center's own sentences (what
+    they say was done, the help center says, not the bot)."""
 
     point: Point
     channel: str = "api"
@@ -41,6 +42,7 @@ class Context:
     user: str = ""
     ip: str = ""
     acted: bool = False
+    quoted: bool = False
 
 
 class TextPolicy(Protocol):

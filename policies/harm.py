@@ -41,6 +41,7 @@ from pydantic import Field
 
 from policies.base import Context, Strict
 from policies.injection import UserPattern, normalise
+from policies.semantic import LinearJudge
 from policies.verdicts import Allow, Block, Finding, Verdict
 
 Category = Literal["fraud", "returns_abuse", "dangerous", "self_harm", "illegal"]
@@ -64,7 +65,13 @@ _HIDDEN = (
     r"inspection|avoid (?:getting )?(?:caught|detected|flagged)"
     r"|sans (?:me |se )?faire (?:prendre|remarquer)|sans qu'(?:ils|on|elle|il) (?:le )?remarque"
     r"|ohne dass (?:es )?(?:jemand|sie|er|man) (?:es )?(?:merkt|bemerkt)"
-    r"|sin que (?:se den cuenta|lo noten|nadie (?:se de cuenta|lo note)))"
+    r"|sin que (?:se den cuenta|lo noten|nadie (?:se de cuenta|lo note)|se note)"
+    r"|ohne dass es auffallt|sans que (?:ca|cela) se (?:voie|remarque)"
+    r"|(?:your |the )?(?:warehouse|you|they|staff|inspectors?) (?:won'?t|wouldn'?t|don'?t|doesn'?t"
+    r"|will not) (?:notice|see|find out|be able to tell|spot)"
+    r"|(?:so )?(?:nobody|no one|noone) (?:can |could |will )?(?:trace|track|tell)s?"
+    r"|make it look like (?:i|we|it was|it'?s|the|my) (?:ordered|bought|paid|returned|sent|within"
+    r"|was|were|damaged|broken|defective|new))"
 )
 _FORGE = (
     r"(?:generate|make|create|write|forge|fake|print|design|draft|produce|edit|photoshop|alter"
@@ -98,6 +105,28 @@ _HARMFUL_ACT = (
     r"|wasn'?t)|trick (?:the|your|a|customers|people|them))\b"
 )
 
+# A message that asks for help or a way ("how do I", "is there a way", "asking for a
+# friend"); and one that tells of the customer as the victim ("someone used my card", "I got
+# a phishing email", "report"): the meaning classifier's lower threshold needs the first and
+# neither of its thresholds applies to the second.
+_ASKS = re.compile(
+    r"\b(?:how (?:do|can|could|would|should|to|might|much|many)|help me|is there a way|what'?s"
+    r" the (?:best|easiest|quickest|safest|fastest|cheapest) way|tell me|show me|teach me"
+    r"|explain|asking for a friend|my (?:friend|buddy|cousin|brother|sister) (?:wants|needs"
+    r"|asked)|hypothetically|what would (?:stop|happen)|can i|could i|should i|would it|will"
+    r" you|can you|could you|give me|any (?:tips|tricks|ideas)|i (?:want|need|plan) to|i'?m"
+    r" (?:going|planning) to|wie kann|comment (?:puis|faire)|como (?:puedo|hago)|c'?est"
+    r" possible|es posible|ist es moglich)\b"
+)
+_VICTIM = re.compile(
+    r"\b(?:someone|somebody|they|scammers?|hackers?|a thief) (?:used|stole|hacked|took|charged"
+    r"|ordered|placed|opened|changed|got into)\b|\b(?:was|were|been|got) (?:stolen|hacked"
+    r"|charged|compromised|scammed|phished|leaked|breached)\b|\bi (?:got|received) (?:a|an"
+    r"|this) (?:\w+ )?(?:email|text|sms|call|message)\b|\breport\b|\bis (?:this|it|that) (?:a"
+    r" scam|legit|real|from you|safe)\b|\bwithout my (?:permission|consent|knowledge)\b|\bi"
+    r" didn'?t (?:place|order|make|authori[sz]e)\b"
+)
+
 RULES: dict[Category, tuple[tuple[str, str], ...]] = {
     "fraud": (
         ("how-to-harm", r"\b" + _HOW_TO + r"\b[^\n]{0,100}?\b" + _HARMFUL_ACT),
@@ -123,7 +152,10 @@ RULES: dict[Category, tuple[tuple[str, str], ...]] = {
             r" (?:bought|ordered|paid|purchased)|didn'?t (?:buy|pay|order)|showing (?:that )?i"
             r" paid|(?:show|send) (?:it )?to (?:my |the )?(?:bank|insurance|employer|boss)|for"
             r" (?:an |my )?(?:insurance|expense) claim|look (?:real|legit|genuine|official)"
-            r"|(?:higher|different|bigger) (?:amount|price|total))",
+            r"|(?:higher|different|bigger) (?:amount|price|total))"
+            r"|\b(?:change|edit|alter|fake|modify|photoshop)\b[^.!?\n]{0,20}?\b(?:the )?(?:delivery |order"
+            r" |purchase |return )?dates? on\b|\b(?:edit|alter|fake|modify|photoshop) (?:the |my |a )?"
+            r"(?:screenshot|tracking screenshot|receipt|label|photo of the receipt)",
         ),
         (
             "chargeback-kept",
@@ -170,7 +202,8 @@ RULES: dict[Category, tuple[tuple[str, str], ...]] = {
             r"[^.!?\n]{0,60}?\b(?:(?:looks?|appears?) (?:like|as if) (?:it(?:'s| is)? )?(?:comes?"
             r" )?from|pretending|posing|impersonat\w*|claiming to be|asking (?:customers|people"
             r"|them|users) (?:to|for)|that steals|to steal|so they (?:read|give|send|enter))"
-            r"|\bpretend(?:ing)? to be (?:from )?(?:northwind|support|the bank|your company|you|a"
+            r"|\b(?:how (?:do|can|could) i|help me|script for|i (?:want|need) to|tips (?:for|on))\b"
+            r"[^.!?\n]{0,60}?\bpretend(?:ing)? to be (?:from )?(?:northwind|support|the bank|your company|you|a"
             r" courier|customer service)\b[^.!?\n]{0,60}?\b(?:code|password|card|pin|details|pay)",
         ),
         (
@@ -206,6 +239,43 @@ RULES: dict[Category, tuple[tuple[str, str], ...]] = {
             r"|over and over|unlimited)",
         ),
         (
+            "bought-card-data",
+            r"\b(?:card numbers|card (?:data|details|dumps)|cards?|cvvs?|fullz)\b[^.!?\n]{0,30}?\b(?:i|we)"
+            r" (?:bought|purchased|got|found|scraped)\b|\bbought (?:some |a list of |a bunch of )?"
+            r"(?:stolen )?(?:card numbers|card (?:data|details)|credit cards)\b|\bkreditkartendaten"
+            r" gekauft\b|\bdatos de tarjetas? (?:comprados|robados)\b|\bnumeros de cartes? (?:achetes"
+            r"|voles)\b|\bwithout (?:the )?(?:cvv|cvc|security code|3d ?secure|card verification)\b",
+        ),
+        (
+            "identity-theft",
+            r"\bin (?:their|his|her|someone else'?s|somebody else'?s|another person'?s) name\b"
+            r"|\bsomeone'?s (?:ssn|social security|driver'?s licen[cs]e|passport|id|identity)\b"
+            r"|\b(?:ssn|social security number|driver'?s licen[cs]e)\b[^.!?\n]{0,60}?\b(?:open|create"
+            r"|apply|sign up|register)",
+        ),
+        (
+            "repeat-discounts",
+            r"\b(?:keep getting|get (?:it|them) again|reuse|re-use|stack|use (?:it|them|the (?:same )?"
+            r"(?:code|coupon|gift card(?: code)?))\b[^.!?\n]{0,20}?\b(?:twice|again|multiple times"
+            r"|\d+ times|many times|over and over))\b[^.!?\n]{0,60}?\b(?:discount|coupon|code|promo"
+            r"|bonus|gift card|voucher|welcome)|\b(?:discount|coupon|code|promo|bonus|voucher|welcome"
+            r" (?:coupon|code|discount))s?\b[^.!?\n]{0,80}?\b(?:(?:different|other|new|my \w+'?s?)"
+            r" emails?|(?:like |about )?\d+ times|multiple (?:accounts|orders|times)|each time"
+            r"|every time)\b",
+        ),
+        (
+            "made-up-codes",
+            r"\b(?:generate|create|make|invent|give me)\b[^.!?\n]{0,30}?\b(?:valid|working"
+            r"|valid-looking|real-looking|active)\b[^.!?\n]{0,30}?\b(?:gift ?card|coupon|voucher"
+            r"|card|promo) (?:codes?|numbers?)\b",
+        ),
+        (
+            "borrowed-evidence",
+            r"\b(?:someone else'?s|another (?:person|customer)'?s|a stock|a random|from the internet"
+            r"|from google)\b[^.!?\n]{0,40}?\b(?:photo|picture|image|pic)s?\b|\b(?:photo|picture"
+            r"|image)s?\b[^.!?\n]{0,60}?\b(?:as (?:mine|my own)|from the internet)\b",
+        ),
+        (
             "hidden",
             r"\b(?:refund|chargeback|dispute|claim|return|receipt|invoice|card|account"
             r"|password|code|review)s?\b[^\n]{0,100}?" + _HIDDEN,
@@ -225,10 +295,30 @@ RULES: dict[Category, tuple[tuple[str, str], ...]] = {
             r"|nobody|notice|check)",
         ),
         (
+            "use-then-return",
+            r"\b(?:use|wear|take|try) (?:it|them|the (?:\w+ )?(?:gear|item|jacket|tent|boots|stuff))\b"
+            r"[^.!?\n]{0,60}?\b(?:return|send (?:it |them )?back)\b[^.!?\n]{0,30}?\b(?:as (?:unused"
+            r"|new|unworn)|for a full refund|like (?:it was )?new)",
+        ),
+        (
+            "self-damage",
+            r"\b(?:broke|damaged|ripped|tore|scratched|dropped|cracked|stained|burned) (?:it|them|the"
+            r" \w+)? ?(?:myself|ourselves)\b[^\n]{0,80}?\b(?:describe|say|claim|count as|pretend"
+            r"|make it look|call it|defect|faulty)",
+        ),
+        (
+            "false-condition",
+            r"\b(?:say|claim|tell you|pretend|report) (?:that )?(?:it|they|the \w+) (?:was|were|is"
+            r"|are|arrived|came) (?:\w+ )?(?:damaged|broken|defective|faulty|wrong|missing|torn"
+            r"|used)\b[^\n]{0,80}?(?:not (?:actually|really)|it'?s not|it isn'?t|they'?re not|wasn'?t"
+            r" really|even though|but it (?:was|is)n'?t)",
+        ),
+        (
             "swapped-parcel",
             r"\b(?:empty box|rocks|bricks|stones|weights?|sand|old (?:\w+ )?(?:one|pair|tent|jacket"
             r"|boots|shoes)|worn-out|knock-?off|fake|counterfeit|cheap (?:copy|version|one)"
-            r"|different (?:item|one|product)|replica)\b[^\n]{0,80}?\b(?:box|parcel|package"
+            r"|different (?:item|one|product)|replica|caja vacia|carton vide|leeren? (?:karton"
+            r"|schachtel|kiste|box|paket))\b[^\n]{0,80}?\b(?:devolver|retourner|zuruck\w*|etiqueta|box|parcel|package"
             r"|return|send (?:it )?back|swap|label)\b"
             r"|\bswap\w*\b[^\n]{0,60}?\b(?:with|for) (?:the |a |my )?(?:cheap|fake|knock-?off|old"
             r"|counterfeit|used|broken)",
@@ -244,7 +334,11 @@ RULES: dict[Category, tuple[tuple[str, str], ...]] = {
             r"|\b(?:arrived|delivered) (?:fine|ok|safely|just fine)\b[^\n]{0,60}?\b(?:report|say|claim)"
             r"\b[^\n]{0,30}?\b(?:missing|lost|not received|never arrived)"
             r"|\bhow many times can i (?:say|claim|report)|\bmaximum number of times\b[^\n]{0,40}?"
-            r"(?:not received|never arrived|missing)",
+            r"(?:not received|never arrived|missing)"
+            r"|\b(?:stolen|missing|lost|never arrived)\b[^\n]{0,60}?\beven though (?:she|he|i|they|we)"
+            r" (?:has|have|had|got|received)\b"
+            r"|\b(?:sagen|behaupten),? dass (?:es|das paket) nie (?:geliefert|angekommen)"
+            r"|\bdire qu'il n'(?:est|a) jamais (?:arrive|ete livre)|\bdecir que nunca (?:llego|me llego)",
         ),
         (
             "bought-elsewhere",
@@ -310,6 +404,32 @@ RULES: dict[Category, tuple[tuple[str, str], ...]] = {
             r" (?:ex|wife|husband|girlfriend|boyfriend))\b[^\n]{0,40}?(?:without|secretly|knowing)",
         ),
         (
+            "mix-to-harm",
+            r"\b(?:mix|combine|make)\b[^.!?\n]{0,60}?\b(?:explodes?|explosion|explosive|toxic (?:gas"
+            r"|fumes|smoke)|poison(?:ous)? gas|chlorine gas|mustard gas)\b"
+            r"|\buse it on (?:my|the|a|his|her|their) (?:\w+ )?(?:neighbou?r'?s? )?(?:dog|cat|pet|kid"
+            r"|child|son|daughter|neighbou?r)\b|\b(?:burn down|set fire to|torch) (?:a|the|his|her"
+            r"|their|my \w+'?s?) (?:house|home|car|shop|store|building)\b|\barson\b"
+            r"|\bwhich (?:houses|homes) to (?:hit|rob|break into)|\b(?:rob|burgle|burglari[sz]e|break"
+            r" into) (?:houses|homes|their (?:house|home)|the house)\b",
+        ),
+        (
+            "cyber-attack",
+            r"\b(?:ddos|dos attack|malware|ransomware|keylogger|botnet|credential stuffing|sql"
+            r" injection)\b[^.!?\n]{0,60}?\b(?:make|build|write|explain|create|run|launch|take|so i"
+            r" can)\b|\b(?:make|build|write|explain|create)\b[^.!?\n]{0,30}?\b(?:ddos|malware"
+            r"|ransomware|keylogger|botnet)\b|\btake (?:your|the|their) (?:checkout|site|website"
+            r"|server|shop) down\b",
+        ),
+        (
+            "threat",
+            r"\b(?:dar(?:le)? una leccion|darle su merecido|lui donner une lecon|lui regler son compte"
+            r"|ihm eine lektion erteilen|teach (?:him|her|them) a lesson|make (?:him|her|them) pay"
+            r"|pay (?:him|her|them) a visit)\b"
+            r"|\b(?:konto|account)\b[^.!?\n]{0,40}?\bhacken\b|\bhackear (?:la )?cuenta\b"
+            r"|\bpirater (?:le |son |sa )?compte\b",
+        ),
+        (
             "drugs",
             r"\b(?:grow|cook|make|extract|synthesi[sz]e|dry|produce|brew)\b[^\n]{0,40}?\b(?:magic"
             r" mushrooms|psilocybin|meth|methamphetamine|cocaine|crack|heroin|lsd|dmt|mdma|ecstasy"
@@ -342,7 +462,10 @@ RULES: dict[Category, tuple[tuple[str, str], ...]] = {
             r"|\bme (?:suicider|tuer)\b|\bmettre fin a (?:mes jours|ma vie)\b|\bmich umbringen\b"
             r"|\bselbstmord\b|\bmir das leben nehmen\b|\bmatarme\b|\bquitarme la vida\b"
             r"|\bsuicidarme\b|\bno quiero vivir\b|\bich will nicht mehr leben\b"
-            r"|\bje ne veux plus vivre\b",
+            r"|\bje ne veux plus vivre\b|\b(?:not|never) (?:to )?wake up\b|\bi'?m done with"
+            r" (?:everything|life|it all)\b|\b(?:hold|support) a person'?s weight\b"
+            r"|\bcutting myself\b|\ben finir\b|\bacabar con (?:todo|mi vida)\b"
+            r"|\bwill nicht mehr (?:leben|sein)\b|\b(?:high|forte|hohe[rn]?|alta) dos(?:e|is)\b",
         ),
     ),
     "illegal": (
@@ -370,8 +493,22 @@ RULES: dict[Category, tuple[tuple[str, str], ...]] = {
         ),
         (
             "stolen-goods",
-            r"\b(?:resell|sell|fence|move)\b[^\n]{0,30}?\bstolen (?:goods|items"
-            r"|stuff|merchandise|products)\b",
+            r"\b(?:resell|sell|fence|move|get rid of)\b[^\n]{0,40}?\b(?:stolen|nicked|knocked-off)"
+            r" (?:goods|items|stuff|merchandise|products|jackets|gear)\b|\bfell off (?:a|the back of"
+            r" a|the) (?:truck|lorry)\b|\b(?:were|was) stolen from (?:a|the) (?:store|shop"
+            r"|warehouse|truck)\b[^\n]{0,60}?\b(?:sell|resell|return)",
+        ),
+        (
+            "mislabel",
+            r"\b(?:call|label|describe|mark|declare|list) (?:it|them|the \w+)(?: as)? ['\"]?\w+['\"]? on"
+            r" the (?:customs )?(?:form|declaration)\b|\b(?:niedrigeren|geringeren|falschen)"
+            r" (?:waren)?wert\b|\b(?:valeur|valor) (?:plus )?(?:basse|bajo|inferior|menor)\b"
+            r"|\bsous-declarer\b|\bdeclarar (?:menos|un valor)\b",
+        ),
+        (
+            "structuring",
+            r"\bsplit\b[^\n]{0,60}?\b(?:payments?|cash|money|purchases?)\b[^\n]{0,80}?\b(?:so|to"
+            r" avoid|without)\b[^\n]{0,40}?\b(?:report|notice|flag|limit)",
         ),
         (
             "prohibited-shipping",
@@ -404,6 +541,8 @@ class HarmReplies(Strict):
         "number). Would you like me to connect you with a person from our team?"
     )
     illegal: str = "I can't help with that. Would you like to talk to a person about your order?"
+    # A request the meaning classifier flagged, with no named rule to say which kind.
+    other: str = "I can't help with that here. Would you like to talk to a person?"
 
 
 class HarmRules(Strict):
@@ -416,6 +555,10 @@ class HarmRules(Strict):
     # Your own regular expressions per category (case-blind); a match declines.
     patterns: dict[Category, list[UserPattern]] = Field(default_factory=dict)
     replies: HarmReplies = Field(default_factory=HarmReplies)
+    # Also judge what a message means, in any language (policies/semantic.py): declined at
+    # or above the trained "block" threshold, or at or above "ask" when the message asks for
+    # help and does not tell of the customer as a victim. False: the named rules alone.
+    meaning: bool = True
 
 
 class HarmStage:
@@ -425,6 +568,7 @@ class HarmStage:
 
     def __init__(self, rules: HarmRules) -> None:
         self._rules = rules
+        self._meaning: LinearJudge | None = None
         wanted = set(rules.categories)
         self._compiled = [
             (category, name, re.compile(pattern))
@@ -438,6 +582,27 @@ class HarmStage:
         ]
 
     def warm_up(self) -> None:
+        if self._rules.enabled and self._rules.meaning and self._meaning is None:
+            judge = LinearJudge.load("harm_meaning")
+            judge.warm_up()
+            self._meaning = judge
+
+    def meant(self, text: str) -> Finding | None:
+        """A finding when the meaning classifier declines `text` (see `HarmRules.meaning`)."""
+        if self._meaning is None:
+            return None
+        try:
+            probability = self._meaning.probability(text)
+        except Exception:  # the named rules still judge
+            return Finding(self.name, "meaning", "error")
+        normal = normalise(text)
+        if _VICTIM.search(normal) or len(normal.split()) < 5:  # short texts: read poorly
+            return None
+        limits = self._meaning.thresholds
+        if probability >= limits["block"] or (
+            probability >= limits["ask"] and _ASKS.search(normal)
+        ):
+            return Finding(self.name, "meaning", "block", score=round(probability, 4))
         return None
 
     def matches(self, text: str) -> list[tuple[Category, str]]:
@@ -450,13 +615,17 @@ class HarmStage:
             return Allow(text)
         found = self.matches(text)
         if not found:
-            return Allow(text)
+            meant = self.meant(text)
+            if meant is None or meant.action == "error":
+                return Allow(text, findings=(meant,) if meant is not None else ())
+            return Block("harmful request (meaning)", self._rules.replies.other, (meant,))
         # Self-harm first: that customer needs the caring reply whatever else they wrote.
         order = {c: i for i, c in enumerate(("self_harm", "dangerous", "illegal", "fraud"))}
         category = min((c for c, _ in found), key=lambda c: order.get(c, 9))
         findings = tuple(Finding(self.name, f"{c}:{rule}", "block") for c, rule in found)
         reply = getattr(self._rules.replies, category)
-        return Block(f"harmful request ({category})", reply, findings)
+        handoff = "the customer may be at risk" if category == "self_harm" else ""
+        return Block(f"harmful request ({category})", reply, findings, handoff)
 
 
 # --- claims --------------------------------------------------------------------------------
@@ -483,15 +652,15 @@ _CLAIM = re.compile(
     r"|\byour (?:\w+ ){0,3}?(?:is|are) now (?:\w+ )?(?:" + _DONE + r"|deleted|cancell?ed|active"
     r"|inactive)\b"
     r"|\b(?:a |the |your )?(?:refund|replacement|credit|discount|label|new password|reset link)"
-    r"(?: of [^\s]+)? (?:is|has been|was) (?:now |just )?(?:on (?:its|the) way|issued|sent"
+    r"(?: of [^\s]+)? (?:is now|has (?:now |just )?been|was just) (?:on (?:its|the) way|issued|sent"
     r"|applied|processed|approved)\b(?! (?:within|after|once|when|if|automatically))",
     re.IGNORECASE,
 )
 # Sentences that are not a claim although they use the words: conditions, instructions,
 # policies, offers, what a person will do, and the handoff itself.
 _NOT_CLAIM = re.compile(
-    r"\b(?:if|once|when|after|until|unless|before)\b[^.!?]{0,60}$|^\s*(?:if|once|when|after"
-    r"|until|unless|before)\b|\b(?:can|could|will be|would|may|might|should|must|need to"
+    r"\b(?:if|once|when|after|until|unless|before|as soon as|whenever|by the time|as long as"
+    r"|while)\b[^.!?]{0,60}$|^\s*(?:if|once|when|after|until|unless|before|as soon as|whenever)\b|\b(?:can|could|will be|would|may|might|should|must|need to"
     r"|you can|you'll|to have|cannot|can't|couldn't|won't|isn't|aren't|hasn't|haven't|not)\b"
     r"|\basked a person\b|\bfound\b|\bi've (?:asked|passed|forwarded|noted|let)\b",
     re.IGNORECASE,
@@ -526,7 +695,7 @@ class ClaimsStage:
         return any(_is_claim(m.group()) for m in _SENTENCE.finditer(text))
 
     def check(self, text: str, context: Context) -> Verdict:
-        if not self._rules.enabled or context.acted or not text.strip():
+        if not self._rules.enabled or context.acted or context.quoted or not text.strip():
             return Allow(text)
         out, rewrote, said = [], 0, False
         for match in _SENTENCE.finditer(text):

@@ -1,5 +1,12 @@
 """The `injection` stage: prompt-injection and jailbreak attempts, in user text and in passages.
 
+Beyond the English rules below: the same techniques in six other languages
+(`injection_i18n`), the rules run again on unmasked readings of a masked message
+(`obfuscation`: leetspeak, spaced letters, ROT13, reversed text, hex...), a meaning classifier
+over multilingual sentence vectors (`semantic`; see `_meaning_finding` for when it may block),
+and a customer who quotes an attack with a real question is answered without the quote
+(`_quoted`). Their figures, on a set written blind after them, are `bench/safety.py`'s.
+
 It runs at the `input` point (what the customer wrote) and at the `retrieval` point (help
 center passages: an instruction planted in an article must not steer the bot). Two detectors
 give one score, combined as a noisy-OR, `1 - (1 - classifier) * prod(1 - weight)`:
@@ -81,6 +88,7 @@ from bot.errors import ConfigError
 from policies import injection_i18n
 from policies.base import POINTS, Context, Point, Strict
 from policies.obfuscation import SQUASHED, SQUASHED_WORDS, fold, views
+from policies.semantic import LinearJudge
 from policies.verdicts import Allow, Block, Finding, Verdict
 
 ALL_POINTS: frozenset[Point] = frozenset(POINTS)
@@ -117,6 +125,11 @@ class InjectionRules(Strict):
     patterns: list[UserPattern] = Field(default_factory=list)
     # What a failed classifier does: "block" (fail closed, the default) or "allow".
     on_error: Literal["block", "allow"] = "block"
+    # Also judge what a message means, in any language (policies/semantic.py): a message
+    # the meaning classifier scores at or above `meaning_threshold` is blocked. None: the
+    # threshold it was trained with (at most 1% of ordinary messages, cross-validated).
+    meaning: bool = True
+    meaning_threshold: float | None = Field(None, gt=0.0, le=1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +214,8 @@ HEURISTICS: tuple[Heuristic, ...] = (
         + _NOT_MINE
         + r" (?:previous|prior|preceding|above|earlier|former|initial|original|all|any|every"
         r"|your|system|existing|old)\b(?: [\w'-]+){0,2}? (?:instructions?|directives?|prompts?"
-        r"|rules|guidelines|programming|constraints|guardrails|restrictions|commands"
+        r"|rules|rulez|rulz|guidelines|guidance|programming|constraints|guardrails|restrictions"
+        r"|commands"
         r"|polic(?:y|ies)|training|filters)\b",
     ),
     _rule(
@@ -217,7 +231,15 @@ HEURISTICS: tuple[Heuristic, ...] = (
         r"(?: (?:that |what )?(?:you|you've|above|before|previously|said|told|i said))",
     ),
     _rule("reveal-prompt", STRONG, _REVEAL + r"[^.!?\n]{0,40}?" + _THEIR_PROMPT),
-    _rule("system-prompt", MEDIUM, _THEIR_PROMPT),
+    _rule(
+        # not a customer asking whether it keeps their data safe ("could your system prompt
+        # leak my order data?")
+        "system-prompt",
+        MEDIUM,
+        _THEIR_PROMPT + r"(?! (?:ever |possibly |really )?(?:leak|expose|store|contain|see|access"
+        r"|share|reveal|include|keep|hold)s? (?:my|our|customers?'?|other|any|personal|account"
+        r"|order|payment|card))",
+    ),
     _rule("prompt-identifier", STRONG, r"\b(?:system|sys|initial|hidden)_?prompt\w*\b[(\[.)]"),
     _rule(
         "instructions-given",
@@ -322,7 +344,15 @@ HEURISTICS: tuple[Heuristic, ...] = (
         r"\[/?(?:system|inst)\]|<\|?(?:im_start|im_end|system|endoftext)\|?>|<</?sys>>"
         r"|#{2,} ?(?:system|instruction|new instructions)\b|\bsystem ?: ?you are\b",
     ),
-    _rule("do-anything-now", STRONG, r"\bdo anything now\b|\bdan mode\b|\bjailbr(?:eak|oken)"),
+    _rule(
+        "do-anything-now",
+        STRONG,
+        r"\bdo anything now\b|\bdan mode\b|\bjailbr(?:eak|oken)\w*\b(?:[^.!?\n]{0,20}?\b(?:you"
+        r"|yourself|this (?:bot|ai|assistant|chat)|the (?:bot|ai|assistant|model)|mode|prompt))"
+        r"|\b(?:you(?:'re| are)|you'?ve been|this (?:bot|ai|assistant) is) jailbr(?:eak|oken)",
+    ),
+    # A phone, a tablet or a console is jailbroken too: a signal, not an attack.
+    _rule("jailbreak-word", MEDIUM, r"\bjailbr(?:eak|oken|eaking)\w*"),
     _rule(
         "authority-claim",
         MEDIUM,
@@ -351,7 +381,8 @@ HEURISTICS: tuple[Heuristic, ...] = (
         MEDIUM,
         r"\b(?:pretend|imagine|act|behave|roleplay|role-play|role play|simulate|impersonate"
         r"|personify|transform into|become)\b[^.!?\n]{0,15}?\b(?:to be|you are|you're|as if"
-        r"|as though|as an?|like an?)\b|\bi want you to (?:act|pretend|be|become|roleplay|play"
+        r"|as though|as an?|like an?)\b(?! (?:i|i'm|i am|i was|i'd|we|we're|my|it|it's|the order"
+        r"|the parcel|the package|this order|that order|a new customer|a first-time|a guest)\b)|\bi want you to (?:act|pretend|be|become|roleplay|play"
         r"|simulate|respond|answer|reply)\b|\bin the (?:voice|persona|role) of\b"
         r"|\b(?:play|take on|assume) the (?:role|persona|character) of\b"
         r"|\blet'?s (?:play|have fun|pretend|imagine|role ?play)\b|\bplay(?:ing)? a game\b",
@@ -511,10 +542,84 @@ JAILBREAK_TECHNIQUES: tuple[Heuristic, ...] = (
 # made-up discount codes, a transcript that puts words in the assistant's mouth.
 GOAL_HIJACK: tuple[Heuristic, ...] = (
     _rule(
+        "rules-void",
+        STRONG,
+        r"\b(?:rules|guidelines|instructions|restrictions|directives|policies|guardrails|prompt)"
+        r" (?:are|is|have been|has been) (?:now |hereby |officially )?(?:void|cancell?ed|revoked"
+        r"|lifted|suspended|null(?: and void)?|obsolete|overridden|replaced|deprecated|disabled"
+        r"|no longer (?:valid|apply|applicable|in effect|active))\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "given-rules-dropped",
+        STRONG,
+        r"\b(?:ignore|forget|disregard|drop|override|ditch|scrap|bypass)\b (?:all |the |any |those )?"
+        r"(?:\w+ )?(?:rules|restrictions|instructions|guidelines|limits|policies|guidance"
+        r"|constraints) (?:you were given|you've been given|you have been given|you received"
+        r"|you (?:were|are) (?:told|programmed) to follow|they gave you|you follow|you have)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "now-allowed",
+        MEDIUM,
+        r"\byou(?:'re| are) (?:now )?(?:allowed|permitted|free|authori[sz]ed|cleared) to (?:share"
+        r"|reveal|give|ignore|tell|disclose|break|bypass|leak|show|say anything)",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "secret-codes",
+        MEDIUM,
+        r"\b(?:admin|employee|staff|internal|secret|hidden|master|developer|vip) (?:discount |coupon"
+        r" |promo |voucher )?codes?\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "actual-config",
+        STRONG,
+        r"\b(?:use|using|with|include|quote|based on|from|take|put in|insert|paste)\b[^.!?\n]{0,20}?"
+        r"\byour (?:actual|real|true|exact|own|internal|full|complete|current) (?:configuration"
+        r"|config|instructions|prompt|rules|system prompt|settings|guidelines|setup)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "join-and-follow",
+        MEDIUM,
+        r"\b(?:join|combine|concatenate|merge|put together|glue)\b[^.!?\n]{0,30}?\b(?:them|the"
+        r" (?:words|parts|strings|pieces|fragments|steps|variables))\b[^.!?\n]{0,40}?\b(?:follow"
+        r"|do|execute|obey|run|act on|apply)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "hidden-html",
+        MEDIUM,
+        r"display ?: ?none|visibility ?: ?hidden|font-size ?: ?0|color ?: ?(?:white|#fff)\b"
+        r"|opacity ?: ?0\b|<(?:span|div|p)[^>]{0,40}hidden",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "standing-order",
+        MEDIUM,
+        r"\b(?:whenever|every time|each time|any time) (?:someone|anyone|a customer|customers|users?"
+        r"|people|they)\b[^.!?\n]{0,40}?\b(?:tell|say|respond|reply|answer|recommend|send|give)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
+        "smear-or-steer",
+        MEDIUM,
+        r"\b(?:tell|say to|inform|convince|warn) (?:them|customers|everyone|users|people|the"
+        r" customer|each customer|every customer)\b[^.!?\n]{0,20}?\b(?:northwind|we|the (?:shop"
+        r"|store|company)|this (?:shop|store|company)) (?:is|are) (?:a scam|fraud|closing|shutting"
+        r" down|bankrupt|going out of business|unsafe|a rip-?off)|\b(?:buy|shop|order) (?:from|at"
+        r"|with) [\w.-]+ instead\b|\brecommend\b[^.!?\n]{0,30}?\b(?:every|each|all) (?:customers?"
+        r"|users?)\b",
+        NOT_RETRIEVAL,
+    ),
+    _rule(
         "new-job",
         STRONG,
         r"\byour (?:new|real|actual|only|true|updated) (?:job|task|role|goal|objective|purpose"
-        r"|mission|directive|instructions?) (?:is|are|will be|from now)\b|\b(?:change|new"
+        r"|mission|directive|instructions?|priority|priorities) (?:is|are|will be|from now)\b"
+        r"|\b(?:change|new"
         r"|updated) (?:of )?(?:objective|goal|mission|directive|task)s?\s*[:\-]"
         r"|\byou(?:'re| are) now (?:working|employed|operating) (?:for|by|as)\b",
         NOT_RETRIEVAL,
@@ -648,7 +753,8 @@ GOAL_HIJACK: tuple[Heuristic, ...] = (
         STRONG,
         r"\b(?:hidden|secret|invisible|system) (?:message|text|note|instructions?)s? (?:above|before"
         r"|preceding|prior to|at the (?:start|top|beginning) of)\b|\b(?:above|before|preceding"
-        r"|prior to) (?:my|the user'?s?|this) (?:very )?first (?:message|input|question|prompt)\b",
+        r"|prior to|past) (?:my|the user'?s?|this) (?:very )?first (?:message|input|question"
+        r"|prompt)\b",
     ),
     _rule(
         # A story with a character who has no rules: the character says what the bot may not.
@@ -750,12 +856,33 @@ class InjectionStage:
         self._rules = rules
         self._reply = reply
         self._detector = detector
+        self._meaning: LinearJudge | None = None
         self._patterns = tuple(re.compile(p, re.IGNORECASE) for p in rules.patterns)
 
     def warm_up(self) -> None:
-        """Import guardify and load its model (about a second). `ConfigError` if missing."""
+        """Import guardify and load its model (about a second), and the meaning classifier.
+        `ConfigError` if missing."""
         if self._rules.enabled and self._rules.classifier and self._detector is None:
             self._detector = _guardify_detector()
+        if self._rules.enabled and self._rules.meaning and self._meaning is None:
+            judge = LinearJudge.load("injection_meaning")
+            judge.warm_up()
+            self._meaning = judge
+
+    def _meaning_finding(self, text: str, corroborated: bool) -> Finding | None:
+        """A finding when the meaning classifier says attack, else None: STRONG at or above
+        `MEANING_ALONE` in a message of `MEANING_MIN_WORDS` words or more, or above the
+        trained threshold when another signal agrees (a rule,
+        however weak, or guardify leaning to attack); "You are now charging me twice" scored
+        0.67 with nothing else in it."""
+        if self._meaning is None:
+            return None
+        probability = self._meaning.probability(text)
+        threshold = self._rules.meaning_threshold or self._meaning.thresholds["block"]
+        alone = probability >= MEANING_ALONE and len(_WORDS.findall(text)) >= MEANING_MIN_WORDS
+        if probability < threshold or not (alone or corroborated):
+            return None
+        return Finding(self.name, "meaning", "flag", score=max(STRONG, round(probability, 4)))
 
     def check(self, text: str, context: Context) -> Verdict:
         """`Block` when the combined score reaches the threshold, else `Allow(text)`; with
@@ -777,6 +904,11 @@ class InjectionStage:
             except Exception:  # fail closed: any classifier fault is a verdict, not a crash
                 return self._failed(text, findings, combine(f.score or 0.0 for f in findings))
             findings.append(Finding(self.name, "classifier", "flag", score=round(probability, 4)))
+        corroborated = any(
+            (f.score or 0.0) >= (0.5 if f.rule == "classifier" else WEAK) for f in findings
+        )
+        if context.point != "retrieval" and (meant := self._judge_meaning(text, corroborated)):
+            findings.append(meant)
         score = combine(f.score or 0.0 for f in findings)
         if score < rules.threshold:
             return Allow(text, findings=tuple(f for f in findings if _notable(f)))
@@ -806,7 +938,7 @@ class InjectionStage:
         rest = "".join(outside)
         normal = normalise(rest.replace(QUOTE_MARK, " "))
         words = re.findall(r"[^\W\d_]+", normal)
-        if len(words) < 4 or not _QUESTION.search(normal) or _ACTS_ON_QUOTE.search(normalise(rest)):
+        if len(words) < 4 or not _QUESTION.search(normal) or _acts_on_quote(normalise(rest)):
             return None
         findings = self.heuristic_findings(rest.replace(QUOTE_MARK, " "), context.point)
         if self._rules.classifier and self._detector is not None:
@@ -815,10 +947,18 @@ class InjectionStage:
             except Exception:
                 return None
             findings.append(Finding(self.name, "classifier", "flag", score=probability))
+        if (meant := self._judge_meaning(rest.replace(QUOTE_MARK, " "), True)) is not None:
+            findings.append(meant)
         if combine(f.score or 0.0 for f in findings) >= QUOTED_REST_MAX:
             return None
         flag = Finding(self.name, "quoted-attack", "rewrite")
         return Allow(rest, findings=(*tuple(f for f in findings if _notable(f)), flag))
+
+    def _judge_meaning(self, text: str, corroborated: bool) -> Finding | None:
+        try:
+            return self._meaning_finding(text, corroborated)
+        except Exception:  # the rules and guardify still judge; the failure is noted
+            return Finding(self.name, "meaning", "error")
 
     def heuristic_findings(self, text: str, point: Point) -> list[Finding]:
         """The built-in rules that match `text` at `point`, one finding each (its weight as
@@ -916,6 +1056,23 @@ _ACTS_ON_QUOTE = re.compile(
     re.IGNORECASE,
 )
 QUOTED_REST_MAX = 0.25  # what is left outside the quote must be this far from an attack
+MEANING_ALONE = 0.85  # the meaning classifier's score that blocks with no other signal...
+# ...in a message of at least this many words: it reads short texts poorly ("first
+# question" 0.88, "prompt" 0.93; short attacks are the rules' anyway).
+MEANING_MIN_WORDS = 6
+_WORDS = re.compile(r"[^\W\d_]{2,}")
+_NEGATED = re.compile(
+    r"(?:not|never|won't|wouldn't|don't|didn't|no way|not going to|n't)\W+(?:\w+\W+){0,2}$"
+)
+
+
+def _acts_on_quote(rest: str) -> bool:
+    """Whether the customer asks the bot to act on what they quoted (not "I'm not going to
+    do that")."""
+    return any(
+        not _NEGATED.search(rest[max(0, m.start() - 30) : m.start()])
+        for m in _ACTS_ON_QUOTE.finditer(rest)
+    )
 
 
 def combine(scores: Iterable[float]) -> float:

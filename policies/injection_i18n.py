@@ -184,6 +184,9 @@ _QUALIFIER = _any(
     r"jouw",
     r"uw",
     r"oorspronkelijke",
+    r"(?:von|de|del|of|di|van|da|do) (?:northwind|(?:the |der |la |el |de |do |da )?(?:company|shop"
+    r"|store|firma|empresa|entreprise|azienda|bedrijf|system|systeme|sistema|entwickler"
+    r"|developers?))",
 )
 _SPAN = r"[^.!?\n]{0,40}?"
 
@@ -283,6 +286,14 @@ _REVEAL = _any(
     r"laat (?:me |mij )?\w+ (?:\w+ )?zien",
     r"resume[rz]?",
     r"resumir",
+    r"communique[rz]?",
+    r"transmet(?:s|tez|tre)",
+    r"fourni(?:s|r|ssez)",
+    r"envoie[rz]?",
+    r"mitteilen",
+    r"teilen sie",
+    r"traduz",
+    r"delen",
     r"fass\w*",
     r"riassumi",
     r"resuma",
@@ -327,6 +338,8 @@ _HIDDEN_PROMPT = _any(
     r" assistenten|du bot|de l'assistant|del bot|del asistente|dell'assistente|do bot|do"
     r" assistente|van de bot|van de assistent|of the (?:bot|assistant|chatbot|ai))",
     r"(?:the )?(?:bot|assistant|chatbot|ai)'s (?:instructions|rules|prompt|guidelines)",
+    r"(?:ta|votre|deine|ihre|tu|su|la tua|la sua|sua|tua|je|jouw|uw) (?:\w+ )?(?:configuration"
+    r"|konfiguration|configuracion|configurazione|configuracao|configuratie)",
 )
 # Yours, about no subject ("your instructions", not "your instructions for returns").
 _YOUR_RULES = (
@@ -383,6 +396,7 @@ _FIRST_MESSAGE = _any(
     r"prima del (?:mio |tuo )?primo messaggio",
     r"antes da (?:minha |sua )?primeira mensagem",
     r"(?:voor|boven) (?:het|mijn) eerste bericht",
+    r"acima da (?:minha |sua )?primeira mensagem",
 )
 _VERBATIM = _any(
     r"mot pour mot",
@@ -390,6 +404,8 @@ _VERBATIM = _any(
     r"tel quel",
     r"telle quelle",
     r"en entier",
+    r"l'integralite",
+    r"integralite",
     r"integralement",
     r"wort ?(?:fur|fuer) ?wort",
     r"wortwortlich",
@@ -418,6 +434,7 @@ _UNFILTERED = _any(
     r"verweigert (?:nie|niemals)",
     r"unzensiert\w*",
     r"ungefiltert\w*",
+    r"n'(?:aies|ayez|avais|aviez|aurais|auriez) (?:plus )?aucune (?:restriction|regle|limite)",
     r"sin (?:ningun[ao]? )?(?:filtros?|restricciones?|reglas|limites|censura)",
     r"no tuvieras (?:ninguna )?(?:restriccion|regla|limite)\w*",
     r"nunca se niega",
@@ -505,7 +522,8 @@ _ROLE_HEADER = _any(
     r"ontwikkelaar",
 )
 _HEADER = (
-    r"(?:^|[\n\[(]|(?:note|notiz|nota|opmerking|bestellnotiz|note de commande|nota del"
+    r"(?:^|[\n\[(]|(?:note|notiz|nota|opmerking|bestellnotiz|note de commande|observacao"
+    r"(?: do pedido)?|anmerkung|remarque|comentario|lieferhinweis|nota del"
     r" pedido|nota dell'ordine|nota do pedido|order note)[^:\n]{0,20}:\s*)\s*\[?" + _ROLE_HEADER
 )
 _ORDER_AFTER = _any(
@@ -602,6 +620,10 @@ _ACCESS_LEVEL = (
     + r"\s*[:=]?\s*(?:root|admin|max\w*|\d+)"
 )
 _GRANDMOTHER = _any(
+    r"grand-?mother",
+    r"grandma",
+    r"granny",
+    r"nan",
     r"grand-?mere",
     r"mamie",
     r"grossmutter",
@@ -641,6 +663,150 @@ _MY_INSTRUCTIONS_SAY = (
         r"zijn",
     )
 )
+_WOULD_SAY_AFTER = (
+    _any(r"tes", r"vos", r"deine", r"ihre", r"tus", r"sus", r"le tue", r"suas", r"je", r"jouw")
+    + r" "
+    + _any(
+        r"consignes",
+        r"instructions",
+        r"regles",
+        r"anweisungen",
+        r"regeln",
+        r"instrucciones",
+        r"reglas",
+        r"istruzioni",
+        r"regole",
+        r"instrucoes",
+        r"regras",
+        r"instructies",
+        r"regels",
+    )
+    + r" "
+    + _any(r"diraient", r"sagen wurden", r"dirian", r"direbbero", r"diriam", r"zouden zeggen")
+)
+_SUSPEND = (
+    r"(?:setz\w*|stell\w*) (?:\w+ ){0,3}?\w*(?:richtlinien?|regeln?|vorgaben|anweisungen|politik)"
+    r"\w* ausser kraft"
+)
+_FOR_THE_ASSISTANT = (
+    _any(
+        r"neue anweisung\w*",
+        r"nouvelles? instructions?",
+        r"nuevas? instrucci\w+",
+        r"nuov[ae] istruzion\w+",
+        r"novas? instruc\w+",
+        r"nieuwe instructies?",
+        r"anweisung\w*",
+        r"nachricht",
+        r"hinweis",
+        r"message",
+        r"mensaje",
+        r"messaggio",
+        r"mensagem",
+        r"bericht",
+        r"note",
+        r"nota",
+    )
+    + r" (?:fur|pour|para|per|voor|an) (?:den |die |l'|el |la |o |de |il |a )?(?:assistent\w*"
+    r"|asistente|assistente|assistant|bot|chatbot|ia|ki)\b"
+)
+_STEER = (
+    _any(
+        r"recommand\w*",
+        r"empfiehl\w*",
+        r"empfehlen sie",
+        r"recomienda\w*",
+        r"raccomand\w*",
+        r"consiglia\w*",
+        r"recomend\w*",
+        r"raad\w*",
+        r"beveel\w*",
+    )
+    + r"\b[^.!?\n]{0,40}?\b"
+    + _any(
+        r"chaque client",
+        r"tous les clients",
+        r"jedem kunden",
+        r"allen kunden",
+        r"cada cliente",
+        r"todos los clientes",
+        r"ogni cliente",
+        r"tutti i clienti",
+        r"todos os clientes",
+        r"elke klant",
+        r"alle klanten",
+    )
+)
+_STANDING = (
+    _any(
+        r"sempre que",
+        r"chaque fois que",
+        r"cada vez que",
+        r"siempre que",
+        r"jedes mal,? wenn",
+        r"immer,? wenn",
+        r"ogni volta che",
+        r"elke keer (?:als|dat)",
+        r"wanneer iemand",
+    )
+    + r"\b[^.!?\n]{0,60}?\b"
+    + _any(
+        r"diga",
+        r"dis",
+        r"dites",
+        r"di",
+        r"sag",
+        r"sagen sie",
+        r"digan",
+        r"dica",
+        r"zeg",
+        r"reponds",
+        r"antworte",
+        r"responde",
+        r"rispondi",
+    )
+)
+_SMEAR = _any(
+    r"golpe",
+    r"arnaque",
+    r"escroquerie",
+    r"betrug",
+    r"abzocke",
+    r"estafa",
+    r"truffa",
+    r"oplichting",
+    r"oplichters",
+    r"concorrencia",
+    r"concurrence",
+    r"konkurrenz",
+    r"competencia",
+    r"concorrenza",
+    r"concurrent",
+)
+_AUTHORIZED_SKIP = (
+    _any(
+        r"autorizad[oa]",
+        r"autorise[e]?",
+        r"berechtigt",
+        r"autorizzat[oa]",
+        r"bevoegd",
+    )
+    + r" (?:a|à|zu|ad|om|para) "
+    + _any(
+        r"saltar\w*",
+        r"ignorer",
+        r"ignorar\w*",
+        r"ignorieren",
+        r"umgehen",
+        r"contourner",
+        r"ignorare",
+        r"saltare",
+        r"pular",
+        r"negeren",
+        r"outrepasser",
+    )
+)
+
 _COMPLETE = _any(
     r"complete[rz]?",
     r"vervollstandig\w*",
@@ -694,6 +860,9 @@ _WOULD_SAY = (
 
 # German and Dutch put the verb last: "die Anweisungen des Bots nicht zeigen".
 _VERB_LAST = _any(
+    r"delen",
+    r"teilen",
+    r"mitteilen",
     r"zeigen",
     r"zeigst",
     r"verraten",
@@ -789,7 +958,10 @@ _ROLE_LABELS = (
     r"(?:user|human|customer|client|utilisateur|benutzer|nutzer|kunde|usuario|cliente|utente"
     r"|gebruiker|klant)"
 )
-_BOT_LABELS = r"(?:assistant|assistent|asistente|assistente|bot|ia|ki|ai|chatbot)"
+_BOT_LABELS = (
+    r"(?:[\w ]{0,20} )?(?:assistant|assistent|asistente|assistente|bot|ia|ki|ai|chatbot)"
+    r"(?: [\w]{1,20})?"
+)
 _ABOVE = _any(
     r"tout ce qui (?:precede|est au-dessus)",
     r"le texte (?:ci-dessus|precedent)",
@@ -814,7 +986,7 @@ _WRITTEN_BEFORE = (
         r"wat staat er",
     )
     + r" (?:\w+ ){0,2}?"
-    + _any(r"au-dessus", r"avant", r"uber", r"vor", r"antes", r"prima", r"boven", r"voor")
+    + _any(r"au-dessus", r"avant", r"uber", r"vor", r"antes", r"prima", r"boven", r"voor", r"acima")
 )
 _DEBUG_MODE = _any(
     r"mode (?:debug|maintenance|developpeur|dieu|admin|sans filtre)",
@@ -828,6 +1000,8 @@ _LAWLESS = _any(
     r"(?:qui|der|die|que|che) (?:\w+ )?(?:ignore|ignoriert|ignora|negeert) (?:toutes )?(?:les |die "
     r"|las |le |as |de )?(?:regles|regeln|reglas|regole|regras|regels)",
     r"(?:qui )?n'a (?:pas|aucune) (?:de )?regles",
+    r"(?:halt|halten) sich an keine (?:regeln|vorgaben)",
+    r"an keine (?:regeln|vorgaben)",
     r"der keine regeln (?:hat|kennt)",
     r"que no tiene (?:reglas|normas|limites)",
     r"che non ha (?:regole|limiti)",
@@ -907,7 +1081,9 @@ MORE_RULES: tuple[tuple[str, str, str, frozenset[Point]], ...] = (
     (
         "tool-markup",
         "medium",
-        r"</?(?:tool|function|tool_call|function_call|tool_result|observation|api|system)[^>]{0,20}>"
+        r"</?(?:tool|function|tool_call|function_call|tool_result|observation|api|system"
+        r"|assistant[_-]?instructions?|system[_-]?(?:prompt|message|instructions?)|instructions?"
+        r"|admin|developer|ai[_-]?instructions?)[^>]{0,40}>"
         r"|\[(?:tool|function|api)[ _-]?(?:result|output|call|response)\]"
         r"|\b(?:tool|function|api) (?:output|result|response)\s*:",
         NOT_RETRIEVAL,
@@ -968,7 +1144,22 @@ RULES: tuple[tuple[str, str, str, frozenset[Point]], ...] = (
         NOT_RETRIEVAL,
     ),
     ("i18n-my-instructions-say", "medium", r"\b" + _MY_INSTRUCTIONS_SAY + r"\b", NOT_RETRIEVAL),
-    ("i18n-complete", "medium", r"\b" + _COMPLETE + r"\b[^\n]{0,40}?['\"«„“]", NOT_RETRIEVAL),
+    ("i18n-complete", "medium", r"\b" + _COMPLETE + r"\b[^\n]{0,80}?['\"«„“]", NOT_RETRIEVAL),
+    ("i18n-would-say-after", "medium", r"\b" + _WOULD_SAY_AFTER + r"\b", NOT_RETRIEVAL),
+    ("i18n-suspend-rules", "strong", r"\b" + _SUSPEND + r"\b", NOT_RETRIEVAL),
+    ("i18n-for-the-assistant", "strong", r"\b" + _FOR_THE_ASSISTANT, NOT_RETRIEVAL),
+    ("i18n-steer-customers", "strong", r"\b" + _STEER + r"\b", NOT_RETRIEVAL),
+    ("i18n-standing-order", "medium", r"\b" + _STANDING + r"\b", NOT_RETRIEVAL),
+    ("i18n-smear", "medium", r"\b" + _SMEAR + r"\b", NOT_RETRIEVAL),
+    ("i18n-authorized-skip", "medium", r"\b" + _AUTHORIZED_SKIP + r"\b", NOT_RETRIEVAL),
+    (
+        "i18n-story-framing",
+        "weak",
+        r"\b(?:ecris|ecrivez|schreib\w*|escribe|scrivi|escreva|schrijf) (?:un|une|einen|eine|ein|uma"
+        r"|een|uno) (?:dialogue|dialog|histoire|geschichte|historia|storia|verhaal|dialoog|dialogo"
+        r"|scene|szene|escena|cena)\b",
+        NOT_RETRIEVAL,
+    ),
     ("i18n-would-say", "medium", r"\b" + _WOULD_SAY + r"\b", NOT_RETRIEVAL),
     *MORE_RULES,
 )

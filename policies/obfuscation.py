@@ -185,6 +185,13 @@ COMMON = frozenset(
 )
 
 
+_TEXTSPEAK_WORDS = {"u": "you", "r": "are", "ur": "your", "2": "to", "4": "for", "pls": "please",
+                    "plz": "please", "thx": "thanks", "b4": "before", "n": "and"}  # fmt: skip
+_TEXTSPEAK = re.compile(r"(?<![\w'])(?:u|r|ur|2|4|pls|plz|thx|b4|n)(?![\w'])")
+# One word's letters split by the same mark: "s-h-o-w", "t.e.x.t" (words between spaces).
+_TOKEN_SPLIT = re.compile(r"(?<!\S)(?:[a-z][-.*_|/+~]){2,}[a-z](?!\S)")
+
+
 def _unbroken(text: str) -> str:
     """Runs of single characters joined, words broken by punctuation rejoined."""
     joined = _SPLIT_RUN.sub(lambda m: re.sub(r"[ .\-_*/|,]", "", m.group()), text)
@@ -255,10 +262,14 @@ def views(normal: str, spaced: str | None = None) -> list[tuple[str, str]]:
     if _LEET_TOKEN.search(normal):
         tokens = normal.split(" ")
         leet = " ".join(t.translate(_LEET) if _LEET_TOKEN.fullmatch(t) else t for t in tokens)
-        out.append(("leet", leet))
+        out.append(("leet", _TEXTSPEAK.sub(lambda m: _TEXTSPEAK_WORDS[m.group()], leet)))
         if "1" in normal or "|" in normal or "!" in normal:
             tokens_l = [t.translate(_LEET_L) if _LEET_TOKEN.fullmatch(t) else t for t in tokens]
             out.append(("leet", " ".join(tokens_l).translate(_LEET)))
+    if _TOKEN_SPLIT.search(normal):
+        out.append(
+            ("spaced", _TOKEN_SPLIT.sub(lambda m: re.sub(r"[-.*_|/+~]", "", m.group()), normal))
+        )
     split_key = any(" " in m.group() for m in _KEY_SPLIT.finditer(normal))
     if _SPLIT_RUN.search(normal) or _BROKEN.search(normal) or split_key:
         unbroken = _squashed_words(_unbroken(normal))
@@ -280,6 +291,7 @@ def views(normal: str, spaced: str | None = None) -> list[tuple[str, str]]:
     fragments = _QUOTED.findall(normal)
     if len(fragments) >= 2:
         out.append(("joined", "".join(fragments)))
+        out.append(("joined", " ".join(fragments)))
         out.append(("squashed", re.sub(r"[^a-z]", "", "".join(fragments))))
     return out
 

@@ -44,11 +44,14 @@ class Allow:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """The text must not go on. `reason` is for the audit log, `reply` is sent to the user."""
+    """The text must not go on. `reason` is for the audit log, `reply` is sent to the user;
+    `handoff`, when not empty, is why the conversation should go to a person now (a customer
+    who speaks of hurting themselves)."""
 
     reason: str
     reply: str
     findings: tuple[Finding, ...] = ()
+    handoff: str = ""
 
 
 Verdict = Allow | Block

@@ -149,6 +149,8 @@ def test_harmful_requests_get_their_categorys_reply(
     assert isinstance(verdict, Block), text
     assert category in verdict.reason
     assert verdict.reply == getattr(HarmRules().replies, category)
+    # Someone who may be at risk is handed to a person at once.
+    assert bool(verdict.handoff) == (category == "self_harm")
 
 
 @pytest.mark.parametrize(
@@ -192,6 +194,8 @@ def test_claims_of_actions_not_taken_are_rewritten() -> None:
         "Your order will be cancelled automatically if payment fails.",
         "If you've already changed your password, sign in again.",
         "I've asked a person to join this conversation.",
+        "We email you as soon as the refund is issued, and your bank may take a few more days.",
+        "Your refund is issued to the original payment method.",
     ):
         kept = stage.check(fact, out)
         assert isinstance(kept, Allow) and kept.text == fact, fact
@@ -201,3 +205,12 @@ def test_claims_of_actions_not_taken_are_rewritten() -> None:
         stage.check("Your order has been cancelled.", acted).text
         == "Your order has been cancelled."
     )
+
+
+def test_the_help_centers_own_sentences_are_not_claims_of_the_bot() -> None:
+    stage = ClaimsStage(ClaimsRules())
+    quoted = Context("output", quoted=True)
+    said = "Your order has been cancelled once the payment fails twice."
+    kept = stage.check("Your order has been cancelled.", quoted)
+    assert isinstance(kept, Allow) and kept.text == "Your order has been cancelled."
+    assert isinstance(stage.check(said, Context("output")), Allow)
