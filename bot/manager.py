@@ -202,6 +202,9 @@ class _Asked:
     # The turn's hold on the conversation: its writes are refused once another process has
     # taken the turn over.
     lease: Lease | None = None
+    # The message as the customer wrote it, only to tell its language (never stored): the
+    # PII stage's English name model turns French words into <PERSON>.
+    written: str = ""
 
 
 class ConversationManager:
@@ -453,7 +456,12 @@ class ConversationManager:
         await self.store.append(session.id, [user_turn], lease)
         yield Accepted(user_turn.message_id, user_turn.text, session.id, message.client_message_id)
         asked = _Asked(
-            message.channel, message.client_message_id, user_turn, verdict.handoff, question
+            message.channel,
+            message.client_message_id,
+            user_turn,
+            verdict.handoff,
+            question,
+            written=text,
         )
         if self.actions is not None:
             with stage("action"):
@@ -528,7 +536,7 @@ class ConversationManager:
         only what follows it is streamed.
         """
         question, user_turn = asked.question or asked.turn.text, asked.turn
-        if (other := self._other_language(question)) is not None:
+        if (other := self._other_language(asked.written or question)) is not None:
             # Not the help center's language: said honestly, in the customer's, with the
             # offer of a person (kind no_answer: two in a row hand the conversation over).
             record.language, text = other

@@ -335,7 +335,7 @@ async def test_a_worker_without_the_jobs_handler_passes_it_to_one_that_has_it(
     await asyncio.sleep(0.5)
     await with_it.start()
     try:
-        await _until(lambda: len(done) == 4, within=30)
+        await _until(lambda: len(done) == 4, within=60)
         assert sorted(done) == ["0", "1", "2", "3"]
         assert await without.dead() == [] and await with_it.dead() == []
         # Counted: four done, at least one passed on, none dead.
