@@ -39,6 +39,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,7 @@ from bot.observability import HANDOFFS
 from bot.sessions import Session, SessionStore, Status
 from bot.types import Turn
 from policies.base import Context
+from policies.pii_rules import VAULT_KEY_ENV
 
 if TYPE_CHECKING:
     from bot.jobs import JobQueue
@@ -76,10 +78,6 @@ class Sealer:
     def from_settings(cls, settings: Any) -> Sealer | None:
         """From $SWITCHBOARD_PII_VAULT_KEY, else the Slack signing secret (agents answer
         from Slack); None when neither is set."""
-        import os
-
-        from policies.pii_rules import VAULT_KEY_ENV
-
         secret = os.environ.get(VAULT_KEY_ENV, "")
         slack = getattr(settings, "slack", None)
         if not secret and slack is not None and slack.signing_secret is not None:

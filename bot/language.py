@@ -22,11 +22,11 @@ center's language.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,23 @@ def model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "lid.176.ftz"
 
 
+@functools.cache
+def _model() -> Any:
+    """fastText's model, after checking the file is the one we measured (one per process:
+    every detector shares it)."""
+    path = model_path()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != MODEL_SHA256:
+        raise ConfigError(f"{path} is not the expected lid.176 model (sha256 {digest})")
+    try:
+        import fasttext  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ConfigError(
+            "language detection needs fasttext-numpy2==0.10.4 (pip install it)"
+        ) from exc
+    return fasttext.load_model(str(path))
+
+
 class LanguageDetector:
     """Which of `LANGUAGES` a customer's message is in; `default` when unsure."""
 
@@ -105,24 +122,10 @@ class LanguageDetector:
         self.default = default
         self.min_confidence = min_confidence
         self._model: Any = None
-        self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Load the model (about 0.1 s), after checking the file is the one we measured."""
-        with self._lock:
-            if self._model is not None:
-                return
-            path = model_path()
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            if digest != MODEL_SHA256:
-                raise ConfigError(f"{path} is not the expected lid.176 model (sha256 {digest})")
-            try:
-                import fasttext  # type: ignore[import-untyped]
-            except ImportError as exc:
-                raise ConfigError(
-                    "language detection needs fasttext-numpy2==0.10.4 (pip install it)"
-                ) from exc
-            self._model = fasttext.load_model(str(path))
+        """Load the model (once per process, about 0.1 s)."""
+        self._model = _model()
 
     def detect(self, text: str) -> tuple[str, float]:
         """(language, confidence); (`default`, 0.0) for text too short to tell, or a

@@ -541,13 +541,9 @@ class ConversationManager:
             # offer of a person (kind no_answer: two in a row hand the conversation over).
             record.language, text = other
             reply = Turn("assistant", text, kind="no_answer")
-            yield Token(reply.text.removeprefix(said))
-            await self.store.append(session.id, [reply], asked.lease)
-            turns = [*history, user_turn, reply]
-            handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
-            self._log(record, started)
-            await self._hand_off(session.id, handoff)
-            yield self._final(session, reply, asked.in_reply_to, handoff)
+            fixed = self._no_answer(policies, session, asked, history, reply, said, record, started)
+            async for event in fixed:
+                yield event
             return
         quoting = self._quoting()
         search = self.retriever if isinstance(self.retriever, ArticleSearch) else None
@@ -575,13 +571,9 @@ class ConversationManager:
             # Nothing in the help center answers this: say so rather than let the model
             # guess. The model is not asked at all.
             reply = Turn("assistant", self.no_answer_text(asked.channel), kind="no_answer")
-            yield Token(reply.text.removeprefix(said))
-            await self.store.append(session.id, [reply], asked.lease)
-            turns = [*history, user_turn, reply]
-            handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
-            self._log(record, started)
-            await self._hand_off(session.id, handoff)
-            yield self._final(session, reply, asked.in_reply_to, handoff)
+            fixed = self._no_answer(policies, session, asked, history, reply, said, record, started)
+            async for event in fixed:
+                yield event
             return
         parts: list[str] = [said]
         outputs: list[OutputFilter] = []
@@ -640,6 +632,26 @@ class ConversationManager:
         # The customer has the answer; the memory of a long conversation is kept up to date
         # before the next message of this conversation is taken (it waits on the lock).
         await self._remember(session, policies, context)
+
+    async def _no_answer(
+        self,
+        policies: PolicyEngine,
+        session: Session,
+        asked: _Asked,
+        history: list[Turn],
+        reply: Turn,
+        said: str,
+        record: _TurnAudit,
+        started: float,
+    ) -> AsyncGenerator[ReplyEvent, None]:
+        """A fixed reply instead of an answer: shown, stored, counted for the handoff rules."""
+        yield Token(reply.text.removeprefix(said))
+        await self.store.append(session.id, [reply], asked.lease)
+        turns = [*history, asked.turn, reply]
+        handoff = self._handoff(policies, asked.channel, session.id, turns, asked.handoff)
+        self._log(record, started)
+        await self._hand_off(session.id, handoff)
+        yield self._final(session, reply, asked.in_reply_to, handoff)
 
     def _other_language(self, question: str) -> tuple[str, str] | None:
         """(language, reply) for a question in another language than the help center's."""

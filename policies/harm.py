@@ -716,9 +716,10 @@ class ClaimsStage:
 
 
 def _is_claim(sentence: str) -> bool:
-    if not _CLAIM.search(sentence):
+    found = _CLAIM.search(sentence)
+    if found is None:
         return False
-    head = sentence[: _CLAIM.search(sentence).start()]  # type: ignore[union-attr]
+    head = sentence[: found.start()]
     return not _NOT_CLAIM.search(head) and not re.search(
         r"\b(?:can't|cannot|couldn't|won't|not|unable)\b", sentence, re.IGNORECASE
     )

@@ -974,10 +974,12 @@ class InjectionStage:
         # The same rules on each unmasked reading (leetspeak, spaced letters, ROT13...):
         # a rule counts once, at its weight, under the first reading that showed it.
         unmasked: dict[str, Finding] = {}
-        spaced = fold(unicodedata.normalize("NFKC", text).translate(_INVISIBLE).lower())
         # Not for help articles: their code samples, tables and command lines read as masked
         # text (2 of 337 techqa articles were dropped), and a planted instruction is plain.
-        readings = views(normal, spaced) if point != "retrieval" else []
+        readings = []
+        if point != "retrieval":
+            spaced = fold(unicodedata.normalize("NFKC", text).translate(_INVISIBLE).lower())
+            readings = views(normal, spaced)
         for view, reading in readings:
             if view == "squashed":
                 for pattern, weight in ((SQUASHED, STRONG), (SQUASHED_WORDS, MEDIUM)):

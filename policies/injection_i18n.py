@@ -341,41 +341,44 @@ _HIDDEN_PROMPT = _any(
     r"(?:ta|votre|deine|ihre|tu|su|la tua|la sua|sua|tua|je|jouw|uw) (?:\w+ )?(?:configuration"
     r"|konfiguration|configuracion|configurazione|configuracao|configuratie)",
 )
+# "Your", said to the bot, and its instructions or rules, in every language.
+_YOUR = _any(
+    r"your",
+    r"tes",
+    r"vos",
+    r"deine",
+    r"ihre",
+    r"tus",
+    r"sus",
+    r"(?:le )?tue",
+    r"(?:le )?sue",
+    r"suas",
+    r"tuas",
+    r"je",
+    r"jouw",
+    r"uw",
+)
+_INSTRUCTIONS = _any(
+    r"instructions",
+    r"consignes",
+    r"regles",
+    r"anweisungen",
+    r"regeln",
+    r"vorgaben",
+    r"instrucciones",
+    r"reglas",
+    r"istruzioni",
+    r"regole",
+    r"instrucoes",
+    r"regras",
+    r"instructies",
+    r"regels",
+)
 # Yours, about no subject ("your instructions", not "your instructions for returns").
 _YOUR_RULES = (
-    _any(
-        r"your",
-        r"tes",
-        r"vos",
-        r"deine",
-        r"ihre",
-        r"tus",
-        r"sus",
-        r"(?:le )?tue",
-        r"(?:le )?sue",
-        r"suas",
-        r"tuas",
-        r"je",
-        r"jouw",
-        r"uw",
-    )
+    _YOUR
     + r" (?:\w+ )?"
-    + _any(
-        r"instructions",
-        r"consignes",
-        r"regles",
-        r"anweisungen",
-        r"regeln",
-        r"vorgaben",
-        r"instrucciones",
-        r"reglas",
-        r"istruzioni",
-        r"regole",
-        r"instrucoes",
-        r"regras",
-        r"instructies",
-        r"regels",
-    )
+    + _INSTRUCTIONS
     + r"\b(?! (?:pour|sur|de|du|des|concernant|zur|zum|zu|fur|uber|bei|para|sobre|de|del|per|sul|sulla|su|do|da|voor|over|om|bij)\b)"
 )
 # The instructions the bot was given.
@@ -664,23 +667,9 @@ _MY_INSTRUCTIONS_SAY = (
     )
 )
 _WOULD_SAY_AFTER = (
-    _any(r"tes", r"vos", r"deine", r"ihre", r"tus", r"sus", r"le tue", r"suas", r"je", r"jouw")
+    _YOUR
     + r" "
-    + _any(
-        r"consignes",
-        r"instructions",
-        r"regles",
-        r"anweisungen",
-        r"regeln",
-        r"instrucciones",
-        r"reglas",
-        r"istruzioni",
-        r"regole",
-        r"instrucoes",
-        r"regras",
-        r"instructies",
-        r"regels",
-    )
+    + _INSTRUCTIONS
     + r" "
     + _any(r"diraient", r"sagen wurden", r"dirian", r"direbbero", r"diriam", r"zouden zeggen")
 )
@@ -832,29 +821,9 @@ _WOULD_SAY = (
         r"zouden",
     )
     + r" (?:\w+ )?"
-    + _any(
-        r"tus",
-        r"tes",
-        r"vos",
-        r"deine",
-        r"ihre",
-        r"le tue",
-        r"suas",
-        r"je",
-        r"jouw",
-    )
+    + _YOUR
     + r" (?:\w+ )?"
-    + _any(
-        r"instrucciones",
-        r"instructions",
-        r"anweisungen",
-        r"istruzioni",
-        r"instrucoes",
-        r"instructies",
-        r"reglas",
-        r"regles",
-        r"regeln",
-    )
+    + _INSTRUCTIONS
 )
 
 
