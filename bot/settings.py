@@ -65,8 +65,11 @@ class LLMSettings(BaseModel):
     )
     # A remote OpenAI-compatible server (vLLM, TGI, llama.cpp) instead of the in-process model;
     # `model` is then the model name sent to that server.
-    engine: Literal["local", "openai"] = Field(
-        "local", description="local: transformers in-process; openai: a remote server."
+    engine: Literal["auto", "cpu", "transformers", "local", "openai"] = Field(
+        "auto",
+        description="auto: cpu for a GGUF model (the built-in ones) on a CPU, else transformers; "
+        "cpu: the model's own integer weights with kernels built for this CPU; transformers "
+        "(or its old name local): PyTorch in-process, the GPU path; openai: a remote server.",
     )
     base_url: str | None = Field(
         None,
@@ -89,7 +92,7 @@ class LLMSettings(BaseModel):
 
     @model_validator(mode="after")
     def _adapter_is_local(self) -> LLMSettings:
-        if self.adapter is not None and self.engine != "local":
+        if self.adapter is not None and self.engine == "openai":
             raise ValueError(
                 "adapter works with the local engine only; for a model server, serve the "
                 "merged model (`switchboard finetune --merge`) or load the adapter there "

@@ -201,14 +201,33 @@ class TransformersEngine:
 
     def warm_up(self) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if self._settings.threads:
             torch.set_num_threads(self._settings.threads)
+        started = time.perf_counter()
+        self._model, self._tokenizer, described = self._load()
+        self._eos = _eos_ids(self._model, self._tokenizer)
+        self._warm_kernels()
+        self._thread = threading.Thread(target=self._run, name="llm-scheduler", daemon=True)
+        self._thread.start()
+        log.info(
+            "model %s%s loaded on %s (%s) in %.1fs; batches of up to %d, queue %d",
+            self.name,
+            f" + adapter {self._settings.adapter}" if self._settings.adapter else "",
+            self._device,
+            described,
+            time.perf_counter() - started,
+            self._settings.max_batch_size,
+            self._settings.max_queue,
+        )
+
+    def _load(self) -> tuple[Any, Any, str]:
+        """(model, tokenizer, a few words on how it runs), on `self._device`."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         path = resolve_model_path(self._settings, self._cache_dir)
         device, dtype, quantize = pick_device_and_dtype(self._settings)
-        started = time.perf_counter()
-        self._tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
         model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         if self._settings.adapter is not None:
             from bot.llm.finetune.adapter import apply_adapter
@@ -217,23 +236,9 @@ class TransformersEngine:
         model = model.to(device).eval()
         if quantize:
             model = _quantize_int8(model)
-        self._model = model
         self._device = device
-        self._eos = _eos_ids(model, self._tokenizer)
-        self._warm_kernels()
-        self._thread = threading.Thread(target=self._run, name="llm-scheduler", daemon=True)
-        self._thread.start()
-        log.info(
-            "model %s%s loaded on %s (%s%s) in %.1fs; batches of up to %d, queue %d",
-            self.name,
-            f" + adapter {self._settings.adapter}" if self._settings.adapter else "",
-            device,
-            str(dtype).removeprefix("torch."),
-            ", int8 linear layers" if quantize else "",
-            time.perf_counter() - started,
-            self._settings.max_batch_size,
-            self._settings.max_queue,
-        )
+        described = str(dtype).removeprefix("torch.") + (", int8 linear layers" if quantize else "")
+        return model, tokenizer, f"transformers, {described}"
 
     def _warm_kernels(self) -> None:
         """One tiny prefill, so the first customer does not pay for kernel set-up."""

@@ -34,13 +34,13 @@ def test_refused_naming_base_url_when_openai_engine_has_none(
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({}, ("local", None)),
-        ({"SWITCHBOARD_LLM__BASE_URL": "http://vllm:8000/v1"}, ("local", "http://vllm:8000/v1")),
+        ({}, ("auto", None)),
+        ({"SWITCHBOARD_LLM__BASE_URL": "http://vllm:8000/v1"}, ("auto", "http://vllm:8000/v1")),
         (
             {"SWITCHBOARD_LLM__ENGINE": "openai", "SWITCHBOARD_LLM__BASE_URL": "http://h:1/v1/"},
             ("openai", "http://h:1/v1"),
         ),
-        ({"SWITCHBOARD_LLM__BASE_URL": ""}, ("local", None)),
+        ({"SWITCHBOARD_LLM__BASE_URL": ""}, ("auto", None)),
     ],
 )
 def test_engine_and_base_url_accepted_when_consistent(
