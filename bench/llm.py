@@ -1,6 +1,7 @@
 """The LLM engine under load: single stream, concurrency sweep, and a naive baseline.
 
-    .venv/bin/python bench/llm.py [--prompts 16] [--new-tokens 128] [--levels 1,4,8,16]
+    .venv/bin/python bench/llm.py [--engines cpu,transformers] [--prompts 16]
+                                  [--new-tokens 128] [--levels 1,4,8,16] [--busy]
                                   [--device auto] [--json-out DIR] [--skip-baseline]
 
 Prompts are customer-service style: a TechQA help-center document (../shared/eval/techqa)
@@ -10,7 +11,10 @@ exactly --new-tokens tokens (end of sequence ignored) so the runs are comparable
 Prints: single-stream time to first token (median, p95) and decode tokens/s; aggregate
 tokens/s and per-stream time to first token at each concurrency; the same workload through
 a naive baseline (sequential `model.generate()`, fp32, no quantization) in the same process,
-and the ratios; and an answer check (a fixed question set answered by both).
+and the ratios; faithfulness: each engine's greedy answers to the first 8 prompts (64 tokens,
+alone and 8 at once) compared word for word with the baseline's fp32 answers; with --busy,
+single-stream decode again beside one busy process; and an answer check (demo facts).
+Each engine in --engines runs the same workload, one after the other, in one process.
 A figure, not a pass/fail test.
 """
 
@@ -18,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
 import platform
 import statistics
 import sys
@@ -31,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.llm.base import ChatMessage, GenerationParams, chat_template_ids
+from bot.llm.factory import build_language_model
 from bot.llm.transformers_engine import TransformersEngine, resolve_model_path
 from bot.settings import LLMSettings, Settings
 
@@ -184,6 +191,46 @@ async def engine_answers(engine: TransformersEngine) -> list[str]:
     return answers
 
 
+async def greedy(
+    engine: TransformersEngine, prompts: list[list[ChatMessage]], together: bool
+) -> list[str]:
+    """Greedy answers of up to 64 tokens, one at a time or all at once."""
+    params = GenerationParams(max_new_tokens=64, timeout_s=3600)
+
+    async def run(messages: list[ChatMessage]) -> str:
+        async with aclosing(engine.stream(messages, params)) as stream:
+            return "".join([piece async for piece in stream])
+
+    if together:
+        return list(await asyncio.gather(*(run(p) for p in prompts)))
+    return [await run(p) for p in prompts]
+
+
+def reference_answers(model: Any, tokenizer: Any, device: str, prompts: Any) -> list[str]:
+    import torch
+
+    answers = []
+    for messages in prompts:
+        ids = chat_template_ids(tokenizer, messages)
+        with torch.inference_mode():
+            out = model.generate(
+                torch.tensor([ids], device=device), max_new_tokens=64, do_sample=False
+            )
+        answers.append(tokenizer.decode(out[0][len(ids) :], skip_special_tokens=True))
+    return answers
+
+
+async def beside_busy(engine: TransformersEngine, prompts: Any, new_tokens: int) -> float:
+    """Single-stream decode tok/s while one other process spins on a core."""
+    busy = await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
+    try:
+        row = await sweep(engine, prompts, 1, new_tokens)
+    finally:
+        busy.kill()
+        await busy.wait()
+    return float(row["per_stream_decode_tok_s"])
+
+
 def baseline_answers(model: Any, tokenizer: Any, device: str) -> list[str]:
     import torch
 
@@ -208,53 +255,91 @@ async def main() -> None:
     parser.add_argument(
         "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"]
     )
+    parser.add_argument(
+        "--engines", default="cpu,transformers", help="engines to run side by side, in order"
+    )
+    parser.add_argument("--busy", action="store_true", help="decode again beside a busy process")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--json-out", type=Path, help="write results.json into this folder")
     args = parser.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
 
     settings = Settings()
-    llm = LLMSettings(
-        device=args.device,
-        quantization=args.quantization,
-        dtype=args.dtype,
-        max_batch_size=max(levels),
-        max_queue=args.prompts,
-    )
-    engine = TransformersEngine(llm, settings.model_cache_dir)
-    started = time.perf_counter()
-    await asyncio.to_thread(engine.warm_up)
-    print(f"engine ready in {time.perf_counter() - started:.1f}s on {engine.device}", flush=True)
-    prompts = load_prompts(engine, args.prompts)
-    sizes = [engine.count_tokens(p) for p in prompts]
-    print(
-        f"{len(prompts)} prompts, {min(sizes)}-{max(sizes)} tokens (median "
-        f"{statistics.median(sizes):.0f}), {args.new_tokens} new tokens each",
-        flush=True,
-    )
-    rows = []
-    for level in levels:
-        row = await sweep(engine, prompts, level, args.new_tokens)
-        rows.append(row)
-        print(
-            f"  batching  c={level:<3} aggregate {row['aggregate_tok_s']:6.1f} tok/s  "
-            f"ttft median {row['ttft_median_s']:.2f}s p95 {row['ttft_p95_s']:.2f}s  "
-            f"per-stream decode {row['per_stream_decode_tok_s']:.1f} tok/s  ({row['wall_s']}s)",
-            flush=True,
-        )
-    answers = await engine_answers(engine)
-    await engine.close()
+    names = [name.strip() for name in args.engines.split(",") if name.strip()]
+    load = os.getloadavg()
     result: dict[str, Any] = {
         "machine": platform.processor() or platform.machine(),
-        "device": engine.device,
-        "prompt_tokens": {"min": min(sizes), "max": max(sizes)},
         "new_tokens": args.new_tokens,
-        "batching": rows,
+        "load_average_before": [round(x, 2) for x in load],
+        "engines": {},
     }
+    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    prompts: list[list[ChatMessage]] = []
+    answers: list[str] = []
+    per_engine: dict[str, dict[str, Any]] = {}
+    llm = LLMSettings()
+    for name in names:
+        llm = LLMSettings(
+            engine=name,
+            device=args.device,
+            quantization=args.quantization if name == "transformers" else "none",
+            dtype=args.dtype if name == "transformers" else "auto",
+            max_batch_size=max(levels),
+            max_queue=args.prompts,
+        )
+        engine: Any = build_language_model(Settings(llm=llm))
+        started = time.perf_counter()
+        await asyncio.to_thread(engine.warm_up)
+        print(
+            f"[{name}] engine ready in {time.perf_counter() - started:.1f}s on {engine.device}",
+            flush=True,
+        )
+        if not prompts:
+            prompts = load_prompts(engine, args.prompts)
+            sizes = [engine.count_tokens(p) for p in prompts]
+            result["prompt_tokens"] = {"min": min(sizes), "max": max(sizes)}
+            print(
+                f"{len(prompts)} prompts, {min(sizes)}-{max(sizes)} tokens (median "
+                f"{statistics.median(sizes):.0f}), {args.new_tokens} new tokens each",
+                flush=True,
+            )
+        rows = []
+        for level in levels:
+            row = await sweep(engine, prompts, level, args.new_tokens)
+            rows.append(row)
+            print(
+                f"  [{name}] c={level:<3} aggregate {row['aggregate_tok_s']:6.1f} tok/s  "
+                f"ttft median {row['ttft_median_s']:.2f}s p95 {row['ttft_p95_s']:.2f}s  "
+                f"per-stream decode {row['per_stream_decode_tok_s']:.1f} tok/s  "
+                f"({row['wall_s']}s)",
+                flush=True,
+            )
+        entry: dict[str, Any] = {"batching": rows}
+        entry["greedy_alone"] = await greedy(engine, prompts[:8], together=False)
+        entry["greedy_together"] = await greedy(engine, prompts[:8], together=True)
+        if args.busy:
+            entry["decode_beside_busy_tok_s"] = await beside_busy(
+                engine, prompts[:4], args.new_tokens
+            )
+            print(
+                f"  [{name}] beside one busy process: decode "
+                f"{entry['decode_beside_busy_tok_s']:.1f} tok/s "
+                f"({entry['decode_beside_busy_tok_s'] / rows[0]['per_stream_decode_tok_s']:.0%}"
+                " of alone)",
+                flush=True,
+            )
+        entry["checks"] = await engine_answers(engine)
+        answers = entry["checks"]
+        await engine.close()
+        per_engine[name] = entry
+        result["engines"][name] = {k: v for k, v in entry.items() if k != "checks"}
+        del engine
+        gc.collect()
+    rows = per_engine[names[0]]["batching"]
     base_answers: list[str] = []
     if not args.skip_baseline:
-        path = resolve_model_path(llm, settings.model_cache_dir)
-        device = engine.device
+        path = resolve_model_path(LLMSettings(device=args.device), settings.model_cache_dir)
+        device = "cuda" if args.device == "cuda" else "cpu"
         model, tokenizer, base = baseline(path, device, prompts, args.new_tokens)
         result["baseline"] = base
         print(
@@ -262,13 +347,28 @@ async def main() -> None:
             f"tok/s  ttft median {base['ttft_median_s']:.2f}s p95 {base['ttft_p95_s']:.2f}s  "
             f"decode {base['per_stream_decode_tok_s']:.1f} tok/s  ({base['wall_s']}s)"
         )
-        for row in rows:
-            ratio = row["aggregate_tok_s"] / base["aggregate_tok_s"]
-            print(f"  ratio c={row['concurrency']}: {ratio:.2f}x the baseline's aggregate")
-        single = rows[0]["per_stream_decode_tok_s"] / base["per_stream_decode_tok_s"]
-        print(f"  ratio single-stream decode: {single:.2f}x")
+        reference = reference_answers(model, tokenizer, device, prompts[:8])
+        for name, entry in per_engine.items():
+            for row in entry["batching"]:
+                ratio = row["aggregate_tok_s"] / base["per_stream_decode_tok_s"]
+                print(
+                    f"  [{name}] c={row['concurrency']}: aggregate {ratio:.2f}x the "
+                    "baseline's single-stream decode"
+                )
+            single = entry["batching"][0]["per_stream_decode_tok_s"]
+            print(
+                f"  [{name}] single-stream decode: {single / base['per_stream_decode_tok_s']:.2f}x"
+            )
+            alone = sum(a == r for a, r in zip(entry["greedy_alone"], reference, strict=True))
+            together = sum(a == r for a, r in zip(entry["greedy_together"], reference, strict=True))
+            print(
+                f"  [{name}] faithful: {alone}/{len(reference)} greedy answers equal the fp32 "
+                f"baseline's alone, {together}/{len(reference)} with 8 at once"
+            )
+            result["engines"][name]["faithful"] = {"alone": alone, "together": together}
         base_answers = baseline_answers(model, tokenizer, device)
-    print("answer check (engine | baseline):")
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"answer check ({names[-1]} | baseline):")
     checks = []
     for i, (_, question, fact) in enumerate(CHECKS):
         ok = fact in answers[i]

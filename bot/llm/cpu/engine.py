@@ -111,7 +111,7 @@ def attach_adapter(model: Any, path: Path, base: str) -> None:
     """Apply a PEFT LoRA adapter at run time: each target `QLinear` gets its (A, B, scale)."""
     from safetensors.torch import load_file
 
-    from bot.llm.cpu.kernels import QLinear
+    from bot.llm.cpu.kernels import FusedPart, QLinear
     from bot.llm.finetune.adapter import check_adapter
 
     check_adapter(path, base)
@@ -141,7 +141,7 @@ def attach_adapter(model: Any, path: Path, base: str) -> None:
             module = model.get_submodule(name)
         except AttributeError as exc:
             raise ConfigError(f"the adapter {path} targets {name}, not in {base}") from exc
-        if not isinstance(module, QLinear):
+        if not isinstance(module, QLinear | FusedPart):
             raise ConfigError(f"the adapter {path} targets {name}, which is not a matrix")
         module.lora.append((a.float().contiguous(), b.float().contiguous(), scale))
         attached += 1

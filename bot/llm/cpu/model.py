@@ -22,7 +22,7 @@ import torch
 
 from bot.errors import ConfigError
 from bot.llm.cpu.codes import Codes, decode, quantize_q8
-from bot.llm.cpu.kernels import QEmbedding, QLinear
+from bot.llm.cpu.kernels import FusedInput, QEmbedding, QLinear
 
 log = logging.getLogger(__name__)
 
@@ -223,14 +223,33 @@ def build(folder: Path, lib: Any) -> Any:
             continue
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, replacement)
-    floats = {k: v for k, v in tensors.items() if not k.rpartition(".")[2] in _CODE_PARTS}
+    floats = {k: v for k, v in tensors.items() if k.rpartition(".")[2] not in _CODE_PARTS}
     floats = {k: v for k, v in floats.items() if not _is_bias_of_qlinear(model, k)}
     model.load_state_dict(floats, strict=False, assign=True)
     _materialize_buffers(model, config)
+    _fuse(model, lib)
     leftover = [n for n, p in [*model.named_parameters(), *model.named_buffers()] if p.is_meta]
     if leftover:
         raise ConfigError(f"the converted model {folder} lacks tensors: {leftover[:5]}")
     return model.eval()
+
+
+_FUSED = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def _fuse(model: Any, lib: Any) -> None:
+    """Layers that read the same input become one `FusedInput` (see kernels.py)."""
+    for _, module in list(model.named_modules()):
+        for names in _FUSED:
+            layers = [getattr(module, name, None) for name in names]
+            if not all(isinstance(layer, QLinear) for layer in layers):
+                continue
+            if len({(layer.group, layer.in_features) for layer in layers}) != 1:
+                continue
+            fused = FusedInput(layers, lib)
+            module.add_module("_fused_" + names[0], fused)
+            for name, part in zip(names, fused.parts, strict=True):
+                setattr(module, name, part)
 
 
 _CODE_PARTS = {"codes", "scales", "offsets", "group", "exact"}

@@ -45,6 +45,77 @@ void group_sums(int M, int K, int G, const float *x, float *xs) {
         }
 }
 
+#ifdef SB_AVX2
+/* One output row n for a fixed number of input rows M (a compile-time constant, so the
+ * accumulators stay in registers): two independent product chains per group, then the
+ * group's scale. */
+#define SB_ROW_KERNEL(MM)                                                                     \
+    static void row_g32_##MM(int K, const float *x, const int8_t *qr, const float *sr,       \
+                             float *out) {                                                   \
+        __m256 acc[MM];                                                                      \
+        for (int m = 0; m < MM; m++) acc[m] = _mm256_setzero_ps();                           \
+        for (int g = 0; g < K / 32; g++) {                                                   \
+            const int8_t *p = qr + g * 32;                                                   \
+            __m256 w0 = load8(p), w1 = load8(p + 8), w2 = load8(p + 16), w3 = load8(p + 24); \
+            __m256 sc = _mm256_broadcast_ss(sr + g);                                         \
+            for (int m = 0; m < MM; m++) {                                                   \
+                const float *xr = x + (int64_t)m * K + g * 32;                               \
+                __m256 t0 = _mm256_mul_ps(w0, _mm256_loadu_ps(xr));                          \
+                __m256 t1 = _mm256_mul_ps(w1, _mm256_loadu_ps(xr + 8));                      \
+                t0 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xr + 16), t0);                      \
+                t1 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xr + 24), t1);                      \
+                acc[m] = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), sc, acc[m]);                 \
+            }                                                                                \
+        }                                                                                    \
+        for (int m = 0; m < MM; m++) out[m] = hsum(acc[m]);                                  \
+    }                                                                                        \
+    static void row_g16_##MM(int K, const float *x, const int8_t *qr, const float *sr,       \
+                             float *out) {                                                   \
+        __m256 acc[MM];                                                                      \
+        for (int m = 0; m < MM; m++) acc[m] = _mm256_setzero_ps();                           \
+        for (int g = 0; g < K / 16; g++) {                                                   \
+            const int8_t *p = qr + g * 16;                                                   \
+            __m256 w0 = load8(p), w1 = load8(p + 8);                                         \
+            __m256 sc = _mm256_broadcast_ss(sr + g);                                         \
+            for (int m = 0; m < MM; m++) {                                                   \
+                const float *xr = x + (int64_t)m * K + g * 16;                               \
+                __m256 t0 = _mm256_mul_ps(w0, _mm256_loadu_ps(xr));                          \
+                __m256 t1 = _mm256_mul_ps(w1, _mm256_loadu_ps(xr + 8));                      \
+                acc[m] = _mm256_fmadd_ps(_mm256_add_ps(t0, t1), sc, acc[m]);                 \
+            }                                                                                \
+        }                                                                                    \
+        for (int m = 0; m < MM; m++) out[m] = hsum(acc[m]);                                  \
+    }
+SB_ROW_KERNEL(1)
+SB_ROW_KERNEL(2)
+SB_ROW_KERNEL(3)
+SB_ROW_KERNEL(4)
+SB_ROW_KERNEL(5)
+SB_ROW_KERNEL(6)
+SB_ROW_KERNEL(7)
+SB_ROW_KERNEL(8)
+typedef void (*row_fn)(int, const float *, const int8_t *, const float *, float *);
+static const row_fn ROW_G32[MAX_M + 1] = {0, row_g32_1, row_g32_2, row_g32_3, row_g32_4,
+                                          row_g32_5, row_g32_6, row_g32_7, row_g32_8};
+static const row_fn ROW_G16[MAX_M + 1] = {0, row_g16_1, row_g16_2, row_g16_3, row_g16_4,
+                                          row_g16_5, row_g16_6, row_g16_7, row_g16_8};
+#endif
+
+/* The portable row: plain C, in the same order of additions per group. */
+static void row_any(int M, int K, int G, const float *x, const int8_t *qr, const float *sr,
+                    float *out) {
+    for (int m = 0; m < M; m++) {
+        float acc = 0.f;
+        for (int g = 0; g < K / G; g++) {
+            const float *xr = x + (int64_t)m * K + g * G;
+            float t = 0.f;
+            for (int j = 0; j < G; j++) t += (float)qr[g * G + j] * xr[j];
+            acc += t * sr[g];
+        }
+        out[m] = acc;
+    }
+}
+
 void qmm(int M, int N, int K, int G, const float *x, const int8_t *q, const float *s,
          const float *o, const float *xs, const float *bias, float *y, int n0, int n1) {
     int groups = K / G;
@@ -53,54 +124,14 @@ void qmm(int M, int N, int K, int G, const float *x, const int8_t *q, const floa
         const float *sr = s + (int64_t)n * groups;
         float out[MAX_M];
 #ifdef SB_AVX2
-        __m256 acc[MAX_M];
-        for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
-        if (G == 32) {
-            for (int g = 0; g < groups; g++) {
-                const int8_t *p = qr + g * 32;
-                __m256 w0 = load8(p), w1 = load8(p + 8), w2 = load8(p + 16), w3 = load8(p + 24);
-                __m256 sc = _mm256_broadcast_ss(sr + g);
-                for (int m = 0; m < M; m++) {
-                    const float *xr = x + (int64_t)m * K + g * 32;
-                    __m256 t = _mm256_mul_ps(w0, _mm256_loadu_ps(xr));
-                    t = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr + 8), t);
-                    t = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xr + 16), t);
-                    t = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xr + 24), t);
-                    acc[m] = _mm256_fmadd_ps(t, sc, acc[m]);
-                }
-            }
-        } else if (G == 16) {
-            for (int g = 0; g < groups; g++) {
-                const int8_t *p = qr + g * 16;
-                __m256 w0 = load8(p), w1 = load8(p + 8);
-                __m256 sc = _mm256_broadcast_ss(sr + g);
-                for (int m = 0; m < M; m++) {
-                    const float *xr = x + (int64_t)m * K + g * 16;
-                    __m256 t = _mm256_mul_ps(w0, _mm256_loadu_ps(xr));
-                    t = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xr + 8), t);
-                    acc[m] = _mm256_fmadd_ps(t, sc, acc[m]);
-                }
-            }
-        } else
+        if (G == 32 && M <= MAX_M)
+            ROW_G32[M](K, x, qr, sr, out);
+        else if (G == 16 && M <= MAX_M)
+            ROW_G16[M](K, x, qr, sr, out);
+        else
 #endif
-        {
-#ifdef SB_AVX2
-            for (int m = 0; m < M; m++) acc[m] = _mm256_setzero_ps();
-#endif
-            for (int m = 0; m < M; m++) out[m] = 0.f;
-            for (int g = 0; g < groups; g++) {
-                for (int m = 0; m < M; m++) {
-                    const float *xr = x + (int64_t)m * K + g * G;
-                    float t = 0.f;
-                    for (int j = 0; j < G; j++) t += (float)qr[g * G + j] * xr[j];
-                    out[m] += t * sr[g];
-                }
-            }
-        }
+            row_any(M, K, G, x, qr, sr, out);
         for (int m = 0; m < M; m++) {
-#ifdef SB_AVX2
-            out[m] = (G == 32 || G == 16) ? hsum(acc[m]) : out[m];
-#endif
             float v = out[m];
             if (o) {
                 const float *orow = o + (int64_t)n * groups;
