@@ -77,6 +77,7 @@ class CpuEngine(TransformersEngine):
         import torch
         from transformers import AutoTokenizer
 
+        from bot.llm.cpu.decoder import lean
         from bot.llm.cpu.kernels import instruction_set, load
         from bot.llm.cpu.model import build
 
@@ -102,6 +103,7 @@ class CpuEngine(TransformersEngine):
         tokenizer = AutoTokenizer.from_pretrained(folder)
         if self._settings.adapter is not None:
             attach_adapter(model, self._settings.adapter, self._settings.model)
+        model = lean(model) or model
         self._device = "cpu"
         torch.set_grad_enabled(False)
         return model, tokenizer, f"cpu engine, GGUF codes, fp32 math, {instruction_set()}"
