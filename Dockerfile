@@ -62,10 +62,17 @@ ENV HF_HOME=/tmp/hf \
 COPY demo/kb /src/demo/kb
 # Run outside /src so `bot` is imported from the installed package, not the source tree.
 # chmod: the conversion writes model.safetensors with mode 0600; the app user must read it.
+# The cpu engine's kernels are compiled here, for both instruction sets (the runtime image
+# has no compiler; at start the engine loads the build for the CPU it runs on).
 WORKDIR /tmp
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN mkdir -p /opt/switchboard/models \
+    && python -c "from pathlib import Path; from bot.llm.cpu.kernels import prebuild; prebuild(Path('/opt/switchboard/models'))" \
     && if [ "${BAKE_MODEL}" = "true" ]; then \
-         python -c "from pathlib import Path; from bot.llm.weights import ensure_default_model; ensure_default_model(Path('/opt/switchboard/models'))"; \
+         python -c "from pathlib import Path; from bot.llm.weights import ensure_default_model; ensure_default_model(Path('/opt/switchboard/models'))" \
+         && python -c "from pathlib import Path; from bot.llm.cpu.engine import ensure_cpu_model; from bot.settings import LLMSettings; ensure_cpu_model(LLMSettings(), Path('/opt/switchboard/models'))"; \
        fi \
     && if [ "${BAKE_DEMO_INDEX}" = "true" ]; then \
          switchboard kb ingest /src/demo/kb --index-dir /opt/switchboard/index \

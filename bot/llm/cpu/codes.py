@@ -47,7 +47,8 @@ class Codes:
         w = w * self.scales[..., None]
         if self.offsets is not None:
             w = w + self.offsets[..., None]
-        return w.reshape(n, k)
+        out: np.ndarray = w.reshape(n, k)
+        return out
 
     def take_rows(self, rows: np.ndarray) -> Codes:
         return Codes(
@@ -79,7 +80,7 @@ def _q4_0(data: np.ndarray, n: int, k: int) -> Codes:
     d = _f16(b[..., :2]).reshape(n, -1)
     qs = b[..., 2:]
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.int8) - np.int8(8)
-    return Codes(q.reshape(n, k), d, None, 32)
+    return Codes(q.reshape(n, k).astype(np.int8), d, None, 32)
 
 
 def _q4_1(data: np.ndarray, n: int, k: int) -> Codes:
@@ -125,12 +126,12 @@ def _q6_k(data: np.ndarray, n: int, k: int) -> Codes:
     sc = np.ascontiguousarray(b[..., 192:208]).view(np.int8).astype(np.float32)
     d = _f16(b[..., 208:210])
     scales = (d * sc).reshape(n, -1)
-    low = ql.reshape(n, -1, 2, 1, 64) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 1, 2, 1)
-    low = (low & 0x0F).reshape(n, -1, 2, 128)
-    high = qh.reshape(n, -1, 2, 1, 32) >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape(
+    shifted = ql.reshape(n, -1, 2, 1, 64) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 1, 2, 1)
+    low = (shifted & 0x0F).reshape(n, -1, 2, 128)
+    shifted_high = qh.reshape(n, -1, 2, 1, 32) >> np.array([0, 2, 4, 6], dtype=np.uint8).reshape(
         1, 1, 1, 4, 1
     )
-    high = (high & 0x03).reshape(n, -1, 2, 128)
+    high = (shifted_high & 0x03).reshape(n, -1, 2, 128)
     q = (low | (high << 4)).astype(np.int8) - np.int8(32)
     return Codes(q.reshape(n, k), scales, None, 16)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 
 from bot.llm.cpu.kernels import FusedPart, QLinear
 
@@ -163,7 +163,8 @@ class LeanDecoder:
         normed = torch.rms_norm(hidden, (hidden.shape[-1],), layer.norm2, layer.eps)
         gate_up = layer.gate_up(normed)
         activated = F.silu(gate_up[..., : layer.inter]) * gate_up[..., layer.inter :]
-        return hidden + layer.down(activated)
+        out: torch.Tensor = hidden + layer.down(activated)
+        return out
 
 
 def _whole(parts: list[Any]) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import itertools
 import logging
 import os
 import shutil
@@ -75,9 +76,20 @@ def _compiler() -> str:
     )
 
 
-def build(cache_dir: Path) -> Path:
-    """The kernel library for this CPU, compiled into `cache_dir/kernels` if not there yet."""
-    flags = compile_flags()
+def prebuild(cache_dir: Path) -> list[Path]:
+    """Both builds (AVX2+FMA and portable) ahead of time, e.g. into a container image whose
+    runtime has no compiler: at start the engine loads the one for the CPU it finds."""
+    builds = [build(cache_dir, compile_flags(set()))]
+    try:
+        builds.append(build(cache_dir, compile_flags({"avx2", "fma"})))
+    except ConfigError as exc:  # not an x86 compiler: the portable build serves
+        log.info("no AVX2 build: %s", exc)
+    return builds
+
+
+def build(cache_dir: Path, flags: list[str] | None = None) -> Path:
+    """The kernel library for this CPU (or `flags`), compiled into `cache_dir/kernels` once."""
+    flags = compile_flags() if flags is None else flags
     digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(flags).encode()).hexdigest()[:16]
     target = cache_dir / "kernels" / f"qmatmul-{digest}.so"
     if target.is_file():
@@ -98,7 +110,7 @@ def build(cache_dir: Path) -> Path:
                 f"{result.stderr.strip()[-500:]}; set SWITCHBOARD_LLM__ENGINE=transformers"
             )
         os.replace(built, target)
-    log.info("cpu engine kernels built for %s: %s", instruction_set(), target)
+    log.info("cpu engine kernels built (%s): %s", " ".join(flags), target)
     return target
 
 
@@ -125,6 +137,11 @@ def _ptr(tensor: torch.Tensor | None) -> int | None:
 
 class QLinear(torch.nn.Module):
     """y = x W^T + b with W held as integer codes and group scales (see codes.py)."""
+
+    codes: torch.Tensor
+    scales: torch.Tensor
+    offsets: torch.Tensor | None
+    bias: torch.Tensor | None
 
     def __init__(self, codes: Codes, bias: torch.Tensor | None, lib: Any) -> None:
         super().__init__()
@@ -197,6 +214,10 @@ class QLinear(torch.nn.Module):
 class QEmbedding(torch.nn.Module):
     """An embedding table held as codes: only the looked-up rows are expanded."""
 
+    codes: torch.Tensor
+    scales: torch.Tensor
+    offsets: torch.Tensor | None
+
     def __init__(self, codes: Codes) -> None:
         super().__init__()
         self.num_embeddings, self.embedding_dim = codes.shape
@@ -259,7 +280,7 @@ class FusedInput(torch.nn.Module):
         for layer in layers:
             bounds.append(bounds[-1] + layer.out_features)
         self.parts = torch.nn.ModuleList(
-            FusedPart(self, start, end) for start, end in zip(bounds, bounds[1:], strict=False)
+            FusedPart(self, start, end) for start, end in itertools.pairwise(bounds)
         )
         self._input: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
@@ -273,6 +294,8 @@ class FusedInput(torch.nn.Module):
 
 class FusedPart(torch.nn.Module):
     """One of a `FusedInput`'s layers, in the place the model calls it."""
+
+    fused: FusedInput
 
     def __init__(self, fused: FusedInput, start: int, end: int) -> None:
         super().__init__()

@@ -59,7 +59,7 @@ def ensure_converted(gguf: Path, cache_dir: Path) -> Path:
 def _processor(config: Any) -> Any:
     from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, TensorProcessor
 
-    cls = TENSOR_PROCESSORS.get(config.model_type, TensorProcessor)
+    cls: Any = TENSOR_PROCESSORS.get(config.model_type, TensorProcessor)
     if cls.__name__ not in ("TensorProcessor", "LlamaTensorProcessor"):
         raise NotImplementedError(f"the {config.model_type} architecture is not supported")
     return cls(config=config.to_dict())
@@ -75,8 +75,9 @@ def _permuted_rows(processor: Any, name: str, rows: int) -> np.ndarray | None:
 def _meta_model(config: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
+    auto: Any = AutoModelForCausalLM
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+        return auto.from_config(config)
 
 
 def convert(gguf: Path, out: Path) -> None:
@@ -84,7 +85,7 @@ def convert(gguf: Path, out: Path) -> None:
     from gguf import GGUFReader
     from gguf.quants import dequantize
     from safetensors.numpy import save_file
-    from tqdm import tqdm
+    from tqdm import tqdm  # type: ignore[import-untyped]
     from transformers import AutoConfig, AutoTokenizer
     from transformers.modeling_gguf_pytorch_utils import get_gguf_hf_weights_map
 
@@ -241,8 +242,9 @@ def _fuse(model: Any, lib: Any) -> None:
     """Layers that read the same input become one `FusedInput` (see kernels.py)."""
     for _, module in list(model.named_modules()):
         for names in _FUSED:
-            layers = [getattr(module, name, None) for name in names]
-            if not all(isinstance(layer, QLinear) for layer in layers):
+            found = [getattr(module, name, None) for name in names]
+            layers = [layer for layer in found if isinstance(layer, QLinear)]
+            if len(layers) != len(names):
                 continue
             if len({(layer.group, layer.in_features) for layer in layers}) != 1:
                 continue

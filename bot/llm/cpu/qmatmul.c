@@ -158,12 +158,16 @@ void dequant(int N, int K, int G, const int8_t *q, const float *s, const float *
         }
 }
 
-/* The same, split across `threads` OpenMP threads by output rows. */
+/* The same, split across `threads` OpenMP threads by output rows, in 8 chunks per thread
+ * taken as threads free up: a thread that another process holds off its core delays only
+ * its chunk, not half of the product. Each row is computed the same way whichever thread
+ * takes it, so the results do not depend on the split. */
 void qmm_par(int M, int N, int K, int G, const float *x, const int8_t *q, const float *s,
              const float *o, const float *xs, const float *bias, float *y, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int t = 0; t < threads; t++) {
-        int n0 = (int)((int64_t)N * t / threads), n1 = (int)((int64_t)N * (t + 1) / threads);
+    int chunks = threads > 1 ? threads * 8 : 1;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int c = 0; c < chunks; c++) {
+        int n0 = (int)((int64_t)N * c / chunks), n1 = (int)((int64_t)N * (c + 1) / chunks);
         qmm(M, N, K, G, x, q, s, o, xs, bias, y, n0, n1);
     }
 }
