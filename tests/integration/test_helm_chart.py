@@ -432,7 +432,7 @@ def test_api_runs_the_model_on_a_gpu_when_llm_local_gpu(chart: Any) -> None:
     docs = render(chart, VALUE_SETS["local-gpu"])
     api = api_container(docs)
     env = env_of(api)
-    assert env["SWITCHBOARD_LLM__ENGINE"]["value"] == "local"
+    assert env["SWITCHBOARD_LLM__ENGINE"]["value"] == "auto"  # transformers on the GPU
     assert env["SWITCHBOARD_LLM__DEVICE"]["value"] == "cuda"
     assert env["SWITCHBOARD_LLM__CACHE_DIR"]["value"] == "/models"
     assert api["resources"]["limits"] == {"memory": "6Gi", "nvidia.com/gpu": 1}

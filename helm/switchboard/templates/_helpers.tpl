@@ -190,7 +190,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ $v.llm.server.servedModelName | quote }}
 {{- else }}
 - name: SWITCHBOARD_LLM__ENGINE
-  value: {{ $v.llm.engine | quote }}
+  {{- /* local: in the API pods; auto picks the cpu engine on CPU nodes, transformers on GPUs */}}
+  value: {{ ternary "auto" $v.llm.engine (eq $v.llm.engine "local") | quote }}
 {{- with $v.llm.baseUrl }}
 - name: SWITCHBOARD_LLM__BASE_URL
   value: {{ . | quote }}
