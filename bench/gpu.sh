@@ -23,5 +23,5 @@ if not torch.cuda.is_available():
 print("GPU:", torch.cuda.get_device_name(0), "torch", torch.__version__)
 PY
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
-timeout 280 .venv/bin/python bench/llm.py --device cuda --quantization none \
+timeout 280 .venv/bin/python bench/llm.py --engines transformers --device cuda --quantization none \
   --prompts 16 --new-tokens 128 --levels 1,4,8,16 --json-out "$out" 2>&1 | tee "$out/bench.log"

@@ -262,7 +262,9 @@ async def main() -> None:
         "--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"]
     )
     parser.add_argument(
-        "--engines", default="cpu,transformers", help="engines to run side by side, in order"
+        "--engines",
+        default="cpu,transformers",
+        help="engines to run side by side, in order (on CUDA: transformers)",
     )
     parser.add_argument("--busy", action="store_true", help="decode again beside a busy process")
     parser.add_argument("--skip-baseline", action="store_true")

@@ -74,7 +74,6 @@ class CpuEngine(TransformersEngine):
     """A GGUF model on the CPU, its weights kept as integer codes (see the module)."""
 
     def _load(self) -> tuple[Any, Any, str]:
-        import torch
         from transformers import AutoTokenizer
 
         from bot.llm.cpu.decoder import lean
@@ -105,7 +104,6 @@ class CpuEngine(TransformersEngine):
             attach_adapter(model, self._settings.adapter, self._settings.model)
         model = lean(model) or model
         self._device = "cpu"
-        torch.set_grad_enabled(False)
         return model, tokenizer, f"cpu engine, GGUF codes, fp32 math, {instruction_set()}"
 
 

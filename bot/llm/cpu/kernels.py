@@ -285,6 +285,9 @@ class FusedInput(torch.nn.Module):
         self._input: torch.Tensor | None = None
         self._output: torch.Tensor | None = None
 
+    def forget(self) -> None:
+        self._input = self._output = None
+
     def output_for(self, x: torch.Tensor) -> torch.Tensor:
         if x is not self._input:
             self._input, self._output = x, self.whole(x)
@@ -306,6 +309,8 @@ class FusedPart(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.fused.output_for(x)[..., self.start : self.end].contiguous()
+        if self.end == self.fused.whole.out_features:  # the last part: let the output go
+            self.fused.forget()
         if self.lora:
             flat = x.reshape(-1, self.in_features).float()
             for a, b, scale in self.lora:
